@@ -1,0 +1,53 @@
+# marketlake: `make demo` and `make test` work from a fresh clone (Python 3.11, Java 17, Maven).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+JARS_STAMP := .jars/.stamp
+VENV_STAMP := $(VENV)/.stamp
+LAKEHOUSE ?= $(CURDIR)/lakehouse
+LANDING ?= $(LAKEHOUSE)/landing
+DEMO_SCALE ?= 1
+DEMO_DAYS ?= 28
+DEMO_START ?= 2026-01-01
+DEMO_SEED ?= 42
+
+.PHONY: setup env jars demo test lint bench clean
+
+setup: env jars
+
+env: $(VENV_STAMP)
+$(VENV_STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip sync --quiet --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+jars: $(JARS_STAMP)
+$(JARS_STAMP): build/jars/pom.xml
+	rm -rf .jars && mkdir -p .jars
+	mvn -q -B -f build/jars/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DincludeGroupIds=io.delta,io.unitycatalog -DoutputDirectory=$(CURDIR)/.jars
+	ls .jars/*.jar > /dev/null
+	touch $@
+
+demo: setup
+	$(PY) jobs/generate.py --scale $(DEMO_SCALE) --start $(DEMO_START) --days $(DEMO_DAYS) \
+	    --seed $(DEMO_SEED) --out $(LANDING)
+	for d in exchange commerce trends; do $(PY) jobs/bronze_ingest.py --domain $$d --landing $(LANDING) || exit 1; done
+	$(PY) jobs/summary.py
+
+test: setup
+	$(PY) -m ruff check lib jobs tests
+	$(PY) -m pytest -q
+
+lint: env
+	$(PY) -m ruff check lib jobs tests
+	$(PY) -m ruff format --check lib jobs tests
+
+bench: setup
+	$(PY) -m pytest -q tests/benchmarks -s
+
+clean:
+	rm -rf lakehouse .pytest_cache spark-warehouse metastore_db derby.log

@@ -1,0 +1,1 @@
+"""marketlake: a PySpark + Delta Lake lakehouse."""

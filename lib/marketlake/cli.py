@@ -1,0 +1,73 @@
+"""Shared plumbing for the thin job entry points: logging, common arguments, one-line user errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from marketlake.errors import MarketlakeError
+
+log = logging.getLogger("marketlake")
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    # pyspark logs every analysis error as a multi-kilobyte JSON record; the job reports errors itself.
+    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--conf-env", default=None, help="config environment: conf/<env>.yaml (default: local)")
+    parser.add_argument("--master", default=None, help="Spark master (default: from config)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def run(
+    main: Callable[[argparse.Namespace], int | None],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+    sql_errors_are_user_errors: bool = False,
+) -> int:
+    """Parse args, run main, and turn a user error into one clear line and exit code 2.
+
+    With sql_errors_are_user_errors (jobs that run a user's SQL), Spark analysis and parse errors count too.
+    """
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    started = time.perf_counter()
+    try:
+        code = main(args) or 0
+    except MarketlakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        user_error = _user_error_from_spark(exc) if sql_errors_are_user_errors else None
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
+        return 2
+    log.info("%s finished in %.1f s", parser.prog, time.perf_counter() - started)
+    return code
+
+
+def _user_error_from_spark(exc: Exception) -> str | None:
+    """A one-line message for Spark errors a user causes (bad SQL, missing table or column), else None."""
+    try:
+        from pyspark.errors import AnalysisException, ParseException
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, (AnalysisException, ParseException)):
+        message = str(exc).strip().splitlines()[0]
+        return message.split("JVM stacktrace")[0].strip()
+    return None

@@ -1,0 +1,187 @@
+"""Layered configuration: conf/base.yaml + conf/<env>.yaml (+ conf/sources.yaml), loaded once into frozen objects.
+
+Environment overrides, applied after the files: MARKETLAKE_LAKEHOUSE (lakehouse root), MARKETLAKE_LANDING
+(landing zone), MARKETLAKE_SPARK_MASTER (Spark master). Relative paths resolve against the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from marketlake.errors import ConfigError, InputError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+DEFAULT_ENV = "local"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """The column contract of one landing entity (conf/sources.yaml)."""
+
+    domain: str
+    entity: str
+    format: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    required: tuple[str, ...]
+    numeric: tuple[str, ...]
+    positive: tuple[str, ...]
+    references: Mapping[str, str]
+    event_time: str
+
+    @property
+    def bronze_table(self) -> str:
+        return f"bronze.{self.domain}_{self.entity}"
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    app_name: str
+    master: str
+    conf: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    lakehouse_root: Path
+    landing_dir: Path
+    databases: tuple[str, ...]
+    spark: SparkSettings
+    generator: Mapping[str, Any]
+    bronze: Mapping[str, Any]
+    sources: Mapping[str, Mapping[str, SourceSpec]] = field(repr=False)
+
+    @property
+    def metastore_dir(self) -> Path:
+        return self.lakehouse_root / "_metastore"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.lakehouse_root / "_warehouse"
+
+    def database_location(self, database: str) -> Path:
+        return self.lakehouse_root / database
+
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self.sources)
+
+    def domain_sources(self, domain: str) -> Mapping[str, SourceSpec]:
+        if domain not in self.sources:
+            raise ConfigError(f"unknown domain '{domain}'; known domains: {', '.join(self.sources)}")
+        return self.sources[domain]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge `override` into a copy of `base` (mappings merge, anything else replaces)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _source_spec(domain: str, entity: str, raw: Mapping[str, Any]) -> SourceSpec:
+    try:
+        columns = tuple(raw["columns"])
+        spec = SourceSpec(
+            domain=domain,
+            entity=entity,
+            format=str(raw["format"]),
+            columns=columns,
+            key=tuple(raw["key"]),
+            required=tuple(raw.get("required", ())),
+            numeric=tuple(raw.get("numeric", ())),
+            positive=tuple(raw.get("positive", ())),
+            references=MappingProxyType(dict(raw.get("references") or {})),
+            event_time=str(raw["event_time"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"sources.yaml: {domain}.{entity} is missing or has a malformed field {exc}") from None
+    named = set(spec.key) | set(spec.required) | set(spec.numeric) | set(spec.references) | {spec.event_time}
+    unknown = sorted(named - set(columns))
+    if unknown:
+        raise ConfigError(f"sources.yaml: {domain}.{entity} names columns not in its contract: {unknown}")
+    if spec.format not in ("jsonl", "csv"):
+        raise ConfigError(f"sources.yaml: {domain}.{entity} has format '{spec.format}'; use jsonl or csv")
+    return spec
+
+
+def _resolve(path: str | Path) -> Path:
+    return Path(os.path.expanduser(str(path))).resolve()
+
+
+def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Settings:
+    """Load base + environment config (env from the argument, MARKETLAKE_ENV, or 'local')."""
+    env = env or os.environ.get("MARKETLAKE_ENV") or DEFAULT_ENV
+    conf_dir = conf_dir or Path(os.environ.get("MARKETLAKE_CONF_DIR", CONF_DIR))
+    env_file = conf_dir / f"{env}.yaml"
+    if not env_file.is_file():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem not in ("base", "sources"))
+        raise ConfigError(f"unknown config environment '{env}' (no {env_file}); choose one of {known}")
+    raw = deep_merge(_read_yaml(conf_dir / "base.yaml"), _read_yaml(env_file))
+    sources_raw = _read_yaml(conf_dir / "sources.yaml")
+    try:
+        lakehouse = raw["lakehouse"]
+        spark = raw["spark"]
+        root = _resolve(os.environ.get("MARKETLAKE_LAKEHOUSE") or lakehouse["root"])
+        landing = _resolve(os.environ.get("MARKETLAKE_LANDING") or lakehouse.get("landing") or root / "landing")
+        spark_settings = SparkSettings(
+            app_name=str(spark.get("app_name", "marketlake")),
+            master=str(os.environ.get("MARKETLAKE_SPARK_MASTER") or spark["master"]),
+            conf=MappingProxyType({str(k): str(v) for k, v in (spark.get("conf") or {}).items()}),
+        )
+        sources = {
+            domain: MappingProxyType({entity: _source_spec(domain, entity, spec) for entity, spec in entities.items()})
+            for domain, entities in sources_raw.items()
+        }
+        return Settings(
+            env=env,
+            lakehouse_root=root,
+            landing_dir=landing,
+            databases=tuple(lakehouse.get("databases", ("bronze", "silver", "gold", "ops"))),
+            spark=spark_settings,
+            generator=_freeze(raw.get("generator", {})),
+            bronze=_freeze(raw.get("bronze", {})),
+            sources=MappingProxyType(sources),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"config is missing the required key {exc}") from None
+
+
+def parse_date(value: str, what: str = "date") -> date:
+    """Parse an ISO date given by a user, with a clear error."""
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} '{value}' is not a date in YYYY-MM-DD form") from None

@@ -1,0 +1,90 @@
+"""File-system helpers over Hadoop's FileSystem API, so the same code serves local paths, HDFS and object stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str  # fully qualified, e.g. file:/work/lakehouse/landing/...; the form Spark's _metadata uses
+    size: int
+
+
+def _fs_and_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hpath = jvm.org.apache.hadoop.fs.Path(str(path))
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, fs.makeQualified(hpath)
+
+
+def qualify(spark: SparkSession, path: str) -> str:
+    """The fully qualified form of a path (adds the scheme, makes it absolute)."""
+    return str(_fs_and_path(spark, path)[1].toString())
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    fs, hpath = _fs_and_path(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def is_dir(spark: SparkSession, path: str) -> bool:
+    fs, hpath = _fs_and_path(spark, path)
+    return bool(fs.exists(hpath) and fs.getFileStatus(hpath).isDirectory())
+
+
+def list_files(spark: SparkSession, path: str) -> list[FileInfo]:
+    """All files below `path` (or `path` itself), sorted, skipping hidden and in-progress ones (`_`, `.`)."""
+    fs, hpath = _fs_and_path(spark, path)
+    if not fs.exists(hpath):
+        return []
+    found: list[FileInfo] = []
+    iterator = fs.listFiles(hpath, True)
+    while iterator.hasNext():
+        status = iterator.next()
+        qualified = str(status.getPath().toString())
+        relative = qualified[len(str(hpath.toString())) :]
+        if any(part.startswith(("_", ".")) for part in relative.split("/") if part):
+            continue
+        found.append(FileInfo(qualified, int(status.getLen())))
+    return sorted(found, key=lambda f: f.path)
+
+
+def mkdirs(spark: SparkSession, path: str) -> None:
+    fs, hpath = _fs_and_path(spark, path)
+    fs.mkdirs(hpath)
+
+
+def delete(spark: SparkSession, path: str) -> None:
+    fs, hpath = _fs_and_path(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def move(spark: SparkSession, src: str, dst: str) -> None:
+    """Rename src to dst, replacing dst; creates dst's parent."""
+    fs, hsrc = _fs_and_path(spark, src)
+    _, hdst = _fs_and_path(spark, dst)
+    fs.mkdirs(hdst.getParent())
+    if fs.exists(hdst):
+        fs.delete(hdst, False)
+    if not fs.rename(hsrc, hdst):
+        raise OSError(f"could not move {src} to {dst}")
+
+
+def read_first_line(spark: SparkSession, path: str) -> str | None:
+    """The first line of a text file (None for an empty file), read on the driver without a Spark job."""
+    fs, hpath = _fs_and_path(spark, path)
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    stream = fs.open(hpath)
+    try:
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        line = reader.readLine()
+        return None if line is None else str(line)
+    finally:
+        stream.close()

@@ -1,0 +1,73 @@
+"""Catalog and Delta table I/O: the only place that creates, reads or writes tables by name."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from marketlake.config import Settings
+from marketlake.errors import TableNotFoundError
+
+log = logging.getLogger(__name__)
+
+
+def ensure_databases(spark: SparkSession, settings: Settings) -> None:
+    """Create the layer databases (bronze, silver, gold, ops), each located under the lakehouse root."""
+    for database in settings.databases:
+        location = settings.database_location(database)
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}` LOCATION '{location}'")
+
+
+def table_exists(spark: SparkSession, name: str) -> bool:
+    return bool(spark.catalog.tableExists(name))
+
+
+def require_table(spark: SparkSession, name: str) -> DataFrame:
+    """Read a table by name, or fail with one clear message naming what exists."""
+    if not table_exists(spark, name):
+        database = name.split(".")[0] if "." in name else "default"
+        known = [t.name for t in spark.catalog.listTables(database)] if spark.catalog.databaseExists(database) else []
+        hint = f"; tables in {database}: {', '.join(sorted(known))}" if known else ""
+        raise TableNotFoundError(f"table {name} does not exist{hint}")
+    return spark.table(name)
+
+
+def create_table_if_missing(
+    spark: SparkSession,
+    name: str,
+    schema: StructType,
+    partition_by: Sequence[str] = (),
+    comment: str | None = None,
+) -> None:
+    """Create an empty Delta table with an explicit schema, unless it already exists."""
+    builder = DeltaTable.createIfNotExists(spark).tableName(name).addColumns(schema)
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
+    if comment:
+        builder = builder.comment(comment)
+    builder.execute()
+
+
+def current_version(spark: SparkSession, name: str) -> int:
+    """The table's latest Delta version."""
+    return int(DeltaTable.forName(spark, name).history(1).select("version").first()[0])
+
+
+def append_exactly_once(df: DataFrame, name: str, app_id: str, version: int) -> int:
+    """Append df as one Delta commit tagged (app_id, version); returns the rows written.
+
+    Delta skips a write whose version is not above the last committed one for app_id, so a writer that
+    planned from a snapshot another writer already advanced adds nothing (no duplicates, no partial commit).
+    """
+    spark = df.sparkSession
+    before = current_version(spark, name)
+    (df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).saveAsTable(name))
+    history = DeltaTable.forName(spark, name).history(1).first()
+    if history is None or int(history["version"]) == before:
+        log.warning("%s: write %s/%s was already committed; nothing appended", name, app_id, version)
+        return 0
+    return int((history["operationMetrics"] or {}).get("numOutputRows", 0))
