@@ -22,7 +22,8 @@ def configure_logging(verbose: bool = False) -> None:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     # pyspark logs every analysis error as a multi-kilobyte JSON record; the job reports errors itself.
-    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
+    for name in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

@@ -1,0 +1,68 @@
+"""Printable summaries of the lakehouse (what `make demo` shows) and result formatting for jobs/query.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+
+def bronze_summary(spark: SparkSession, database: str = "bronze") -> list[dict[str, object]]:
+    """Per bronze table: rows, unparseable rows, source files, batches and landing dates."""
+    if not spark.catalog.databaseExists(database):
+        return []
+    rows = []
+    for table in sorted(t.name for t in spark.catalog.listTables(database)):
+        stats = (
+            spark.table(f"{database}.{table}")
+            .agg(
+                F.count("*").alias("rows"),
+                F.count("_parse_error").alias("unparseable"),
+                F.countDistinct("_source_file").alias("files"),
+                F.countDistinct("_batch_id").alias("batches"),
+                F.countDistinct("_landing_date").alias("landing_dates"),
+            )
+            .first()
+        )
+        assert stats is not None
+        rows.append({"table": f"{database}.{table}", **stats.asDict()})
+    return rows
+
+
+def format_rows(rows: Sequence[dict[str, object]], columns: Sequence[str], fmt: str = "table") -> str:
+    """Render rows as an aligned text table, JSON lines or CSV."""
+    if fmt == "json":
+        return "\n".join(json.dumps(r, default=str, ensure_ascii=False) for r in rows)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    cells = [[("NULL" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    numeric = [all(_is_number(row[i]) for row in cells) and bool(cells) for i in range(len(columns))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True))
+
+    return "\n".join([line(list(columns)), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == "NULL"
+    return True
+
+
+def collect_rows(df: DataFrame, limit: int) -> tuple[list[dict[str, object]], list[str], bool]:
+    """Up to `limit` rows as dicts, the column names, and whether more rows exist."""
+    taken = df.limit(limit + 1).collect()
+    rows = [r.asDict(recursive=True) for r in taken[:limit]]
+    return rows, df.columns, len(taken) > limit

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Submit a marketlake job to local Spark (default) or a cluster, shipping lib/ and Delta's jars.
+#
+#   ./spark-submit.sh [--master URL] [other spark-submit options] JOB.py [job arguments]
+#   MASTER=spark://host:7077 ./spark-submit.sh jobs/bronze_ingest.py --domain trends
+#
+# The master comes from --master, else $MASTER, else the config (conf/<MARKETLAKE_ENV>.yaml, default local).
+# The lakehouse root (MARKETLAKE_LAKEHOUSE or config) must be reachable from every executor.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV=${MARKETLAKE_VENV:-$HERE/.venv}
+PY=$VENV/bin/python
+if [[ ! -x $PY || ! -d $HERE/.jars ]]; then
+  echo "error: the environment is not set up; run 'make setup' first" >&2
+  exit 2
+fi
+
+master=${MASTER:-}
+submit_opts=()
+while [[ $# -gt 0 && $1 != *.py ]]; do
+  case $1 in
+    --master) master=${2:?--master needs a URL}; shift 2 ;;
+    --master=*) master=${1#--master=}; shift ;;
+    *) submit_opts+=("$1"); shift ;;
+  esac
+done
+if [[ $# -eq 0 ]]; then
+  echo "usage: $0 [--master URL] [spark-submit options] JOB.py [job arguments]" >&2
+  exit 2
+fi
+job=$1; shift
+if [[ ! -f $job ]]; then
+  echo "error: job file '$job' not found" >&2
+  exit 2
+fi
+
+# Master, lakehouse root and Delta jars, as the config and environment give them.
+read -r conf_master root jars < <("$PY" - <<'PYEOF'
+from marketlake.config import load_settings
+from marketlake.session import delta_jars
+s = load_settings()
+print(s.spark.master, s.lakehouse_root, ",".join(str(j) for j in delta_jars()))
+PYEOF
+)
+master=${master:-$conf_master}
+
+mkdir -p "$HERE/dist" "$root/_metastore"
+lib_zip=$HERE/dist/marketlake-lib.zip
+(cd "$HERE/lib" && "$PY" -m zipfile -c "$lib_zip" marketlake >/dev/null)
+
+export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY
+export MARKETLAKE_CONF_DIR=${MARKETLAKE_CONF_DIR:-$HERE/conf}
+exec "$VENV/bin/spark-submit" \
+  --master "$master" \
+  --name "marketlake:$(basename "$job" .py)" \
+  --jars "$jars" \
+  --py-files "$lib_zip" \
+  --driver-java-options "-Dderby.system.home=$root/_metastore -Dlog4j.configurationFile=file:$HERE/conf/log4j2.properties" \
+  --conf "spark.executorEnv.PYSPARK_PYTHON=$PY" \
+  "${submit_opts[@]}" \
+  "$job" "$@"

@@ -1,0 +1,74 @@
+"""One session-scoped SparkSession tuned for tests, a throwaway lakehouse, and a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.driver.memory": "2g",
+}
+
+
+@pytest.fixture(scope="session")
+def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lakehouse")
+    os.environ["MARKETLAKE_LAKEHOUSE"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def settings(lakehouse: Path):  # noqa: ANN201 - Settings
+    from marketlake.config import load_settings
+
+    return load_settings("local")
+
+
+@pytest.fixture(scope="session")
+def spark(settings) -> Iterator[SparkSession]:  # noqa: ANN001
+    from marketlake.session import get_spark
+    from marketlake.tables import ensure_databases
+
+    session = get_spark(settings, "marketlake-tests", "local[2]", TEST_CONF)
+    ensure_databases(session, settings)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def database(spark: SparkSession, tmp_path: Path) -> Iterator[str]:
+    """A fresh catalog database located in this test's temp directory, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    spark.sql(f"CREATE DATABASE {name} LOCATION '{tmp_path / name}'")
+    yield name
+    spark.sql(f"DROP DATABASE IF EXISTS {name} CASCADE")
+
+
+def run_job(job: str, *args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a job as a user would (a separate process, a new Spark session)."""
+    merged = {**os.environ, **(env or {})}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / job), *args],
+        cwd=REPO,
+        env=merged,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{job} {args} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
