@@ -36,11 +36,13 @@ if [[ ! -f $job ]]; then
 fi
 
 # Master, lakehouse root and Delta jars, as the config and environment give them.
-read -r conf_master root jars < <("$PY" - <<'PYEOF'
+read -r conf_master root jars spark_home < <("$PY" - <<'PYEOF'
+import os
+import pyspark
 from marketlake.config import load_settings
 from marketlake.session import delta_jars
 s = load_settings()
-print(s.spark.master, s.lakehouse_root, ",".join(str(j) for j in delta_jars()))
+print(s.spark.master, s.lakehouse_root, ",".join(str(j) for j in delta_jars()), os.path.dirname(pyspark.__file__))
 PYEOF
 )
 master=${master:-$conf_master}
@@ -49,7 +51,7 @@ mkdir -p "$HERE/dist" "$root/_metastore"
 lib_zip=$HERE/dist/marketlake-lib.zip
 (cd "$HERE/lib" && "$PY" -m zipfile -c "$lib_zip" marketlake >/dev/null)
 
-export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY
+export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY SPARK_HOME=${SPARK_HOME:-$spark_home}
 export MARKETLAKE_CONF_DIR=${MARKETLAKE_CONF_DIR:-$HERE/conf}
 exec "$VENV/bin/spark-submit" \
   --master "$master" \

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 
 from marketlake.cli import base_parser, run
 from marketlake.config import load_settings, parse_date
 from marketlake.errors import InputError
-from marketlake.ingest import IngestReport, ingest_files, landing_files, source_files
+from marketlake.ingest import ingest_many, landing_files, source_files
 from marketlake.runlog import record_bronze_run
 from marketlake.session import get_spark
 from marketlake.tables import ensure_databases
@@ -26,11 +27,13 @@ def main(args: argparse.Namespace) -> int:
     day = parse_date(args.date, "--date").isoformat() if args.date else None
     if args.source and len(domains) != 1:
         raise InputError("--source needs a single --domain")
+    if args.entity and not any(args.entity in s for s in specs.values()):
+        raise InputError(f"unknown entity '{args.entity}' for {', '.join(domains)}")
     spark = get_spark(settings, "marketlake-bronze-ingest", args.master)
     ensure_databases(spark, settings)
     run_id, started = uuid.uuid4().hex[:12], datetime.now(UTC).replace(tzinfo=None)
-    reports: list[IngestReport] = []
-    report_n = int(settings.bronze.get("report_bad_lines", 10))
+    clock = time.perf_counter()
+    tasks = []
     for domain in domains:
         if args.source:
             plan = source_files(spark, args.source, specs[domain], args.entity)
@@ -39,40 +42,39 @@ def main(args: argparse.Namespace) -> int:
             plan = {
                 e: landing_files(spark, landing, s, day) for e, s in specs[domain].items() if args.entity in (None, e)
             }
-        for entity, files in plan.items():
-            spec = specs[domain][entity]
-            report = ingest_files(
-                spark,
-                spec,
-                files,
-                spec.bronze_table,
-                landing_date=day,
-                user_files=bool(args.source),
-                report_bad_lines=report_n,
-            )
-            reports.append(report)
-            log.info(
-                "%-36s files %d new / %d found, lines read %d = rows written %d, unparseable %d (%.1f s)",
-                report.table,
-                report.files_new,
-                report.files_found,
-                report.lines_read,
-                report.rows_written,
-                report.unparseable,
-                report.seconds,
-            )
-            for path, line_no, error in report.bad_lines:
-                log.info("    unparseable: %s:%s (%s)", path, line_no, error)
+        tasks.extend((specs[domain][entity], files) for entity, files in plan.items())
+    reports = ingest_many(
+        spark,
+        tasks,
+        landing_date=day,
+        user_files=bool(args.source),
+        parallelism=int(settings.bronze.get("parallelism", 4)),
+        report_bad_lines=int(settings.bronze.get("report_bad_lines", 5)),
+    )
+    for r in reports:
+        log.info(
+            "%-36s files %d new / %d found, lines read %d = rows written %d, unparseable %d (%.1f s)",
+            r.table,
+            r.files_new,
+            r.files_found,
+            r.lines_read,
+            r.rows_written,
+            r.unparseable,
+            r.seconds,
+        )
+        for path, line_no, error in r.bad_lines:
+            log.info("    unparseable: %s:%s (%s)", path, line_no, error)
     record_bronze_run(spark, run_id, started, reports)
-    total_lines = sum(r.lines_read for r in reports)
-    total_secs = sum(r.seconds for r in reports)
+    elapsed = time.perf_counter() - clock
+    lines = sum(r.lines_read for r in reports)
     log.info(
-        "run %s: %d lines read, %d rows written, %d unparseable; %.0f rows/s",
+        "run %s: %d lines read, %d rows written, %d unparseable in %.1f s (%.0f rows/s)",
         run_id,
-        total_lines,
+        lines,
         sum(r.rows_written for r in reports),
         sum(r.unparseable for r in reports),
-        total_lines / total_secs if total_secs else 0.0,
+        elapsed,
+        lines / elapsed if elapsed else 0.0,
     )
     return 0
 

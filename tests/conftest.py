@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from marketlake.config import Settings, load_settings
+from marketlake.session import get_spark
+from marketlake.tables import ensure_databases
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONF = {
     "spark.sql.shuffle.partitions": "2",
@@ -32,17 +36,13 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(lakehouse: Path):  # noqa: ANN201 - Settings
-    from marketlake.config import load_settings
+def settings(lakehouse: Path) -> Settings:
 
     return load_settings("local")
 
 
 @pytest.fixture(scope="session")
-def spark(settings) -> Iterator[SparkSession]:  # noqa: ANN001
-    from marketlake.session import get_spark
-    from marketlake.tables import ensure_databases
-
+def spark(settings: Settings) -> Iterator[SparkSession]:
     session = get_spark(settings, "marketlake-tests", "local[2]", TEST_CONF)
     ensure_databases(session, settings)
     yield session
@@ -72,3 +72,27 @@ def run_job(job: str, *args: str, env: dict[str, str] | None = None, check: bool
     if check and result.returncode != 0:
         raise AssertionError(f"{job} {args} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
+
+
+GEN_ARGS = ("--scale", "0.1", "--days", "4", "--seed", "7", "--start", "2026-03-01")
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The user's pipeline run twice from the same seed, as separate processes: generated and ingested under
+    local[N] into landing-N and lh-N, for N in 1, 2."""
+    base = tmp_path_factory.mktemp("pipeline")
+    for n in ("1", "2"):
+        master = f"local[{n}]"
+        run_job("generate.py", "--master", master, *GEN_ARGS, "--out", str(base / f"landing-{n}"))
+        run_job(
+            "bronze_ingest.py",
+            "--master",
+            master,
+            "--domain",
+            "all",
+            "--landing",
+            str(base / f"landing-{n}"),
+            env={"MARKETLAKE_LAKEHOUSE": str(base / f"lh-{n}")},
+        )
+    return {name: base / name for name in ("landing-1", "landing-2", "lh-1", "lh-2")}

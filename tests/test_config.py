@@ -42,7 +42,7 @@ def test_sources_are_typed_contracts() -> None:
 
 
 def test_unknown_env_and_domain_fail_clearly() -> None:
-    with pytest.raises(ConfigError, match="unknown config environment 'prod'.*cluster.*local"):
+    with pytest.raises(ConfigError, match=r"unknown config environment 'prod'.*cluster.*local"):
         load_settings("prod")
     with pytest.raises(ConfigError, match="unknown domain 'crypto'; known domains: exchange, commerce, trends"):
         load_settings("local").domain_sources("crypto")

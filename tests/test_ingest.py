@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import marketlake.ingest as ingest_mod
-from marketlake.config import Settings
+from marketlake.config import Settings, SourceSpec
 from marketlake.errors import InputError
 from marketlake.ingest import ingest_files, landing_files, source_files
 from marketlake.tables import append_exactly_once, current_version
@@ -30,7 +31,7 @@ def _landing_file(root: Path, day: str, name: str, lines: list[str]) -> Path:
     return path
 
 
-def _trades_spec(settings: Settings):  # noqa: ANN202
+def _trades_spec(settings: Settings) -> SourceSpec:
     return settings.domain_sources("exchange")["trades"]
 
 
@@ -109,7 +110,7 @@ def test_a_job_killed_mid_write_leaves_the_table_as_it_was(
         _landing_file(tmp_path, day, f"{day}.jsonl", [GOOD % i for i in range(50)])
     real = ingest_mod.with_bronze_metadata
 
-    def dies_on_one_file(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def dies_on_one_file(*args: Any, **kwargs: Any) -> DataFrame:
         df = real(*args, **kwargs)
         crash = F.when(
             F.col("_source_file").endswith("2026-01-04.jsonl") & (F.col("_line_no") == 40),

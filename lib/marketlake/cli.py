@@ -19,6 +19,7 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
+        force=True,  # under spark-submit, pyspark has already configured the root logger
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     # pyspark logs every analysis error as a multi-kilobyte JSON record; the job reports errors itself.

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from marketlake import fs
@@ -31,7 +33,7 @@ from marketlake.bronze import (
 )
 from marketlake.config import SourceSpec
 from marketlake.errors import InputError
-from marketlake.tables import append_exactly_once, create_table_if_missing, current_version
+from marketlake.tables import append_exactly_once, create_table_if_missing, current_version, read_delta
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +95,15 @@ def source_files(
     return found
 
 
-def already_ingested(spark: SparkSession, table: str, version: int, paths: Sequence[str]) -> set[str]:
+def already_ingested(spark: SparkSession, location: str, version: int, paths: Sequence[str]) -> set[str]:
+    """Which of the paths the table (at `version`) already holds rows from."""
+    if version == 0:  # the empty table as created
+        return set()
     known = (
-        spark.sql(f"SELECT DISTINCT _source_file FROM {table} VERSION AS OF {version}")
+        read_delta(spark, location, version)
         .where(F.col("_source_file").isin(list(paths)))
+        .select("_source_file")
+        .distinct()
         .collect()
     )
     return {r[0] for r in known}
@@ -155,36 +162,43 @@ def ingest_files(
 ) -> IngestReport:
     """Append the not-yet-ingested files to the bronze table; every line becomes exactly one row."""
     started = time.perf_counter()
-    create_table_if_missing(
+    location = create_table_if_missing(
         spark,
         table,
         bronze_schema(spec),
         [PARTITION_COLUMN],
         f"bronze: {spec.domain}.{spec.entity} as landed, one row per source line",
     )
-    version = current_version(spark, table)
+    version = current_version(spark, location)
     paths = sorted(f.path for f in files)
-    new = [p for p in paths if p not in already_ingested(spark, table, version, paths)] if paths else []
+    new = [p for p in paths if p not in already_ingested(spark, location, version, paths)] if paths else []
     if not new:
         return IngestReport(table, len(paths), 0, seconds=time.perf_counter() - started)
     batch_id = hashlib.sha1("\n".join([table, *new]).encode()).hexdigest()[:16]
     rows, lines_read = parse_files(spark, spec, new, batch_id, landing_date, user_files)
-    written = append_exactly_once(rows, table, app_id=f"marketlake:{table}", version=version + 1)
+    stats = Observation(f"bronze_{uuid.uuid4().hex}")
+    rows = rows.observe(stats, F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("unparseable"))
+    written = append_exactly_once(rows, location, app_id=f"marketlake:{table}", version=version + 1)
     if written == 0:
         return IngestReport(table, len(paths), 0, batch_id=batch_id, seconds=time.perf_counter() - started)
-    batch = spark.table(table).where(F.col("_batch_id") == batch_id)
-    unparseable = batch.where(F.col("_parse_error").isNotNull())
-    bad = [
-        (r["_source_file"], r["_line_no"], r["_parse_error"])
-        for r in unparseable.orderBy("_source_file", "_line_no").limit(report_bad_lines).collect()
-    ]
+    unparseable = int(stats.get["unparseable"])
+    bad: list[tuple[str, int | None, str]] = []
+    if unparseable and report_bad_lines:
+        sample = (
+            read_delta(spark, location)
+            .where((F.col("_batch_id") == batch_id) & F.col("_parse_error").isNotNull())
+            .select("_source_file", "_line_no", "_parse_error")
+            .orderBy("_source_file", "_line_no")
+            .limit(report_bad_lines)
+        )
+        bad = [(r["_source_file"], r["_line_no"], r["_parse_error"]) for r in sample.collect()]
     report = IngestReport(
         table=table,
         files_found=len(paths),
         files_new=len(new),
         lines_read=lines_read,
         rows_written=written,
-        unparseable=unparseable.count(),
+        unparseable=unparseable,
         batch_id=batch_id,
         seconds=time.perf_counter() - started,
         bad_lines=bad,
@@ -192,3 +206,21 @@ def ingest_files(
     if not report.balanced:
         raise RuntimeError(f"{table}: read {lines_read} lines but wrote {written} rows (batch {batch_id})")
     return report
+
+
+def ingest_many(
+    spark: SparkSession,
+    tasks: Sequence[tuple[SourceSpec, Sequence[fs.FileInfo]]],
+    landing_date: str | None = None,
+    user_files: bool = False,
+    parallelism: int = 4,
+    report_bad_lines: int = 5,
+) -> list[IngestReport]:
+    """Ingest several entities concurrently (Spark runs their jobs side by side); reports in task order."""
+
+    def one(task: tuple[SourceSpec, Sequence[fs.FileInfo]]) -> IngestReport:
+        spec, files = task
+        return ingest_files(spark, spec, files, spec.bronze_table, landing_date, user_files, report_bad_lines)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        return list(pool.map(one, tasks))

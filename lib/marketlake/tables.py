@@ -42,32 +42,61 @@ def create_table_if_missing(
     schema: StructType,
     partition_by: Sequence[str] = (),
     comment: str | None = None,
-) -> None:
-    """Create an empty Delta table with an explicit schema, unless it already exists."""
+) -> str:
+    """Create an empty Delta table with an explicit schema, unless it already exists; returns its location.
+
+    Hot paths then address the table by location, which skips the (single-threaded) metastore.
+    """
     builder = DeltaTable.createIfNotExists(spark).tableName(name).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     if comment:
         builder = builder.comment(comment)
     builder.execute()
+    return table_location(spark, name)
 
 
-def current_version(spark: SparkSession, name: str) -> int:
+def table_location(spark: SparkSession, name: str) -> str:
+    return str(spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()[0])
+
+
+def _is_path(ref: str) -> bool:
+    """Table references are catalog names (db.table) or locations (which always hold a '/')."""
+    return "/" in ref
+
+
+def delta_table(spark: SparkSession, ref: str) -> DeltaTable:
+    return DeltaTable.forPath(spark, ref) if _is_path(ref) else DeltaTable.forName(spark, ref)
+
+
+def read_delta(spark: SparkSession, ref: str, version: int | None = None) -> DataFrame:
+    """A Delta table by name or location, optionally as of a version."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(ref) if _is_path(ref) else reader.table(ref)
+
+
+def current_version(spark: SparkSession, ref: str) -> int:
     """The table's latest Delta version."""
-    return int(DeltaTable.forName(spark, name).history(1).select("version").first()[0])
+    return int(delta_table(spark, ref).history(1).select("version").first()[0])
 
 
-def append_exactly_once(df: DataFrame, name: str, app_id: str, version: int) -> int:
+def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int) -> int:
     """Append df as one Delta commit tagged (app_id, version); returns the rows written.
 
     Delta skips a write whose version is not above the last committed one for app_id, so a writer that
     planned from a snapshot another writer already advanced adds nothing (no duplicates, no partial commit).
     """
     spark = df.sparkSession
-    before = current_version(spark, name)
-    (df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).saveAsTable(name))
-    history = DeltaTable.forName(spark, name).history(1).first()
+    before = current_version(spark, ref)
+    writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version)
+    if _is_path(ref):
+        writer.save(ref)
+    else:
+        writer.saveAsTable(ref)
+    history = delta_table(spark, ref).history(1).first()
     if history is None or int(history["version"]) == before:
-        log.warning("%s: write %s/%s was already committed; nothing appended", name, app_id, version)
+        log.warning("%s: write %s/%s was already committed; nothing appended", ref, app_id, version)
         return 0
     return int((history["operationMetrics"] or {}).get("numOutputRows", 0))

@@ -341,7 +341,7 @@ def _orders_and_lines(
         F.lit(1.0),
     )
     x = F.least(F.lit(1.0), velocity / VELOCITY_REF) * F.col("_discount")
-    p_regret = 0.03 + 0.9 * F.pow(x, F.lit(1.5)) + 0.03 * F.greatest(F.lit(0.0), latest_hype - 1)
+    p_regret = 0.06 + 0.9 * F.pow(x, F.lit(1.5)) + 0.03 * F.greatest(F.lit(0.0), latest_hype - 1)
     lk = F.col("_line_key")
     fraud = rng.bernoulli("r:fraud", 0.004, lk)
     defect = rng.bernoulli("r:defect", 0.015, lk)

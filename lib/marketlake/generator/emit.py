@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -26,6 +28,8 @@ GARBAGE_LINES = [
 ]
 
 LINES_SCHEMA = ["_date", "_part", "_k1", "_k2", "_k3", "line"]
+LINES_SCHEMA_NO_PART = ["_date", "_k1", "_k2", "_k3", "line"]
+LINES_DDL = "_date string, _part int, _k1 long, _k2 string, _k3 int, line string"
 
 
 def _which(rng: Rng, stream: str, n: int, rid: Column) -> Column:
@@ -145,61 +149,77 @@ def to_lines(
     )
 
 
-def write_landing(
-    spark: SparkSession,
-    lines: DataFrame,
-    spec: SourceSpec,
-    params: GeneratorParams,
-    out_dir: str,
-    drift_columns: Sequence[str] = (),
-) -> dict[str, int]:
-    """Write lines as <out>/<domain>/<entity>/date=D/<entity>-D-NNN.<ext>, one file per chunk; returns lines/date.
+@dataclass(frozen=True)
+class LandingOutput:
+    """The lines of one entity and how its files are laid out."""
 
-    Files get stable names and rows a stable order, so identical inputs give byte-identical files.
+    spec: SourceSpec
+    lines: DataFrame
+    drift_columns: Sequence[str] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.domain}/{self.spec.entity}"
+
+    def header(self, day: str, params: GeneratorParams) -> str:
+        drifted = day >= params.drift_date.isoformat()
+        return ",".join(list(self.spec.columns) + (list(self.drift_columns) if drifted else []))
+
+
+def write_landing(
+    spark: SparkSession, outputs: Sequence[LandingOutput], params: GeneratorParams, out_dir: str
+) -> dict[str, dict[str, int]]:
+    """Write every entity's lines as <out>/<domain>/<entity>/date=D/<entity>-D-NNN.<ext> in one Spark job.
+
+    Files are chunks of at most max_lines_per_file lines, with stable names and a stable row order, so identical
+    inputs give byte-identical files. Returns lines per entity and date.
     """
-    lines = lines.persist()
-    counts = {r["_date"]: int(r["n"]) for r in lines.groupBy("_date").agg(F.count("*").alias("n")).collect()}
-    if not counts:
+    tagged = [o.lines.select(F.lit(o.name).alias("_entity"), *LINES_SCHEMA_NO_PART) for o in outputs]
+    lines = tagged[0]
+    for more in tagged[1:]:
+        lines = lines.unionByName(more)
+    lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
+    counted = lines.groupBy("_entity", "_date").agg(F.count("*").alias("n")).collect()
+    counts: dict[str, dict[str, int]] = {o.name: {} for o in outputs}
+    for row in counted:
+        counts[row["_entity"]][row["_date"]] = int(row["n"])
+    parts = {(e, d): max(1, -(-n // params.max_lines_per_file)) for e, days in counts.items() for d, n in days.items()}
+    if not parts:
         lines.unpersist()
-        return {}
-    parts = {d: max(1, -(-n // params.max_lines_per_file)) for d, n in counts.items()}
-    part_map = F.create_map(*[x for d, p in parts.items() for x in (F.lit(d), F.lit(p))])
-    data = lines.withColumn("_part", F.pmod(F.xxhash64("_k2"), part_map[F.col("_date")]).cast("int"))
-    if spec.format == "csv":
-        headers = [
-            (
-                d,
-                p,
-                -1,
-                "",
-                0,
-                ",".join(list(spec.columns) + (list(drift_columns) if d >= str(params.drift_date) else [])),
-            )
-            for d, n in parts.items()
-            for p in range(n)
-        ]
-        header_df = spark.createDataFrame(
-            headers, "_date string, _part int, _k1 long, _k2 string, _k3 int, line string"
-        )
-        data = data.select(*LINES_SCHEMA).unionByName(header_df)
+        return counts
+    part_map = F.create_map(*[x for (e, d), p in parts.items() for x in (F.lit(f"{e}|{d}"), F.lit(p))])
+    n_parts = part_map[F.concat_ws("|", "_entity", "_date")]
+    data = lines.withColumn("_part", F.pmod(F.xxhash64("_k2"), n_parts).cast("int"))
+    headers = [
+        (o.name, d, p, -1, "", 0, o.header(d, params))
+        for o in outputs
+        if o.spec.format == "csv"
+        for d in counts[o.name]
+        for p in range(parts[(o.name, d)])
+    ]
+    if headers:
+        header_df = spark.createDataFrame(headers, f"_entity string, {LINES_DDL}")
+        data = data.select("_entity", *LINES_SCHEMA).unionByName(header_df)
     tmp = f"{out_dir.rstrip('/')}/_tmp-{uuid.uuid4().hex}"
-    n_tasks = max(1, min(len(counts) * 2, 64))
+    keys = ["_entity", "_date", "_part"]
     (
-        data.repartition(n_tasks, "_date", "_part")
-        .sortWithinPartitions("_date", "_part", "_k1", "_k2", "_k3")
-        .select("_date", "_part", "line")
-        .write.partitionBy("_date", "_part")
+        data.repartition(max(2, min(len(parts), 200)), *keys)
+        .sortWithinPartitions(*keys, "_k1", "_k2", "_k3")
+        .select(*keys, "line")
+        .write.partitionBy(*keys)
         .option("lineSep", "\n")
         .text(tmp)
     )
     lines.unpersist()
-    ext = "jsonl" if spec.format == "jsonl" else "csv"
-    entity_dir = f"{out_dir.rstrip('/')}/{spec.domain}/{spec.entity}"
-    for d, n in parts.items():
-        fs.delete(spark, f"{entity_dir}/date={d}")
-        for p in range(n):
-            written = [f for f in fs.list_files(spark, f"{tmp}/_date={d}/_part={p}") if "part-" in f.path]
-            assert len(written) == 1, f"expected one file for {spec.entity} {d} part {p}, got {written}"
-            fs.move(spark, written[0].path, f"{entity_dir}/date={d}/{spec.entity}-{d}-{p:03d}.{ext}")
+    for o in outputs:
+        ext = "jsonl" if o.spec.format == "jsonl" else "csv"
+        entity_dir = f"{out_dir.rstrip('/')}/{o.name}"
+        entity_tmp = f"{tmp}/_entity={o.name.replace('/', '%2F')}"
+        for d in counts[o.name]:
+            fs.delete(spark, f"{entity_dir}/date={d}")
+            for p in range(parts[(o.name, d)]):
+                written = [f for f in fs.list_files(spark, f"{entity_tmp}/_date={d}/_part={p}") if "part-" in f.path]
+                assert len(written) == 1, f"expected one file for {o.name} {d} part {p}, got {written}"
+                fs.move(spark, written[0].path, f"{entity_dir}/date={d}/{o.spec.entity}-{d}-{p:03d}.{ext}")
     fs.delete(spark, tmp)
     return counts

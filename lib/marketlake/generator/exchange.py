@@ -183,7 +183,7 @@ def _orders(p: GeneratorParams, rng: Rng, user_days: DataFrame) -> DataFrame:
         quantity.cast(DEC).alias("quantity"),
         price.cast(DEC).alias("price"),
         status.alias("status"),
-        (F.col("_created_s") + ttf).cast("long").alias("_updated_s"),
+        (F.col("_created_s") + F.greatest(F.lit(1.0), ttf)).cast("long").alias("_updated_s"),
     )
     filled = (
         F.when(F.col("status") == "filled", F.col("quantity"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from marketlake.config import SourceSpec
 from marketlake.generator import commerce, exchange
 from marketlake.generator import trends as trend_gen
-from marketlake.generator.emit import to_lines, write_landing
+from marketlake.generator.emit import LandingOutput, to_lines, write_landing
 from marketlake.generator.params import GeneratorParams
 from marketlake.generator.rand import Rng
 
@@ -25,7 +24,6 @@ class EntityResult:
     entity: str
     lines: int
     files_days: int
-    seconds: float
 
 
 def build_records(
@@ -58,24 +56,18 @@ def generate_landing(
     out_dir: str,
     domains: Sequence[str],
 ) -> list[EntityResult]:
-    """Write landing files for the given domains under out_dir; returns per-entity line counts and timings."""
+    """Write landing files for the given domains under out_dir; returns per-entity line counts."""
     rng = Rng(params.seed)
-    results = []
+    outputs = []
     for domain, entities in build_records(spark, params, domains).items():
         for entity, records in entities.items():
-            started = time.perf_counter()
             spec = sources[domain][entity]
             drift = DRIFT_COLUMNS.get(domain, {}).get(entity, ())
-            lines = to_lines(records, spec, params, rng, drift)
-            counts = write_landing(spark, lines, spec, params, out_dir, drift)
-            result = EntityResult(domain, entity, sum(counts.values()), len(counts), time.perf_counter() - started)
-            log.info(
-                "generated %s.%s: %d lines over %d days in %.1f s",
-                domain,
-                entity,
-                result.lines,
-                result.files_days,
-                result.seconds,
-            )
-            results.append(result)
+            outputs.append(LandingOutput(spec, to_lines(records, spec, params, rng, drift), drift))
+    counts = write_landing(spark, outputs, params, out_dir)
+    results = []
+    for o in outputs:
+        days = counts[o.name]
+        results.append(EntityResult(o.spec.domain, o.spec.entity, sum(days.values()), len(days)))
+        log.info("generated %s.%s: %d lines over %d days", o.spec.domain, o.spec.entity, results[-1].lines, len(days))
     return results
