@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
                 e: landing_files(spark, landing, s, day) for e, s in specs[domain].items() if args.entity in (None, e)
             }
         tasks.extend((specs[domain][entity], files) for entity, files in plan.items())
-    reports = ingest_many(
+    reports, errors = ingest_many(
         spark,
         tasks,
         landing_date=day,
@@ -65,6 +65,8 @@ def main(args: argparse.Namespace) -> int:
         for path, line_no, error in r.bad_lines:
             log.info("    unparseable: %s:%s (%s)", path, line_no, error)
     record_bronze_run(spark, run_id, started, reports)
+    if errors:
+        raise errors[0]
     elapsed = time.perf_counter() - clock
     lines = sum(r.lines_read for r in reports)
     log.info(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from marketlake.bronze import csv_header, parse_csv, parse_jsonl, read_lines
+from marketlake.bronze import check_csv_header, csv_header, parse_csv, parse_jsonl, read_lines
 from marketlake.config import SourceSpec
+from marketlake.errors import InputError
 
 TRADES = SourceSpec(
     domain="exchange",
@@ -61,7 +63,7 @@ def test_parse_jsonl_keeps_bad_lines_and_rescues_new_fields(spark: SparkSession,
         "[1, 2]",
     ]
     f = _write(tmp_path / "t.jsonl", "\n".join(lines) + "\n")
-    actual = parse_jsonl(read_lines(spark, [f]), TRADES).drop("_source_file")
+    actual = parse_jsonl(read_lines(spark, [f]), TRADES).drop("_source_file", "_source_size")
     expected = spark.createDataFrame(
         [
             (1, None, "T1", "10.50", "2", None, lines[0]),
@@ -77,6 +79,20 @@ def test_parse_jsonl_keeps_bad_lines_and_rescues_new_fields(spark: SparkSession,
     assert_df_equality(actual, expected, ignore_nullable=True)
 
 
+def test_csv_headers_may_hold_dots_and_spaces(spark: SparkSession, tmp_path: Path) -> None:
+    f = _write(tmp_path / "d.csv", "session_id,customer.email,page views\nS1,a@x.org,3\n")
+    headers = {f: csv_header("session_id,customer.email,page views")}
+    row = parse_csv(read_lines(spark, [f]), SESSIONS, headers).select("session_id", "_rescued_data").first()
+    assert row.asDict() == {"session_id": "S1", "_rescued_data": '{"customer.email":"a@x.org","page views":"3"}'}
+
+
+def test_unusable_csv_headers_are_refused() -> None:
+    check_csv_header("ok.csv", ["a", "b"])
+    for header in ([], [""], ["a", "a"], ["a", ""], ["a`b"]):
+        with pytest.raises(InputError, match="the first line must be a header of distinct column names"):
+            check_csv_header("bad.csv", header)
+
+
 def test_parse_csv_uses_each_files_header(spark: SparkSession, tmp_path: Path) -> None:
     before = _write(tmp_path / "d1.csv", 'session_id,channel,pages\nS1,email,3\nS2,social\n\nS3,"paid, search",1\n')
     after = _write(tmp_path / "d2.csv", "session_id,channel,pages,utm_campaign\nS4,direct,2,spring\nS5,direct,2\n")
@@ -85,7 +101,7 @@ def test_parse_csv_uses_each_files_header(spark: SparkSession, tmp_path: Path) -
     actual = (
         parse_csv(read_lines(spark, files), SESSIONS, headers)
         .withColumn("_file", F.regexp_extract("_source_file", r"(d\d)\.csv$", 1))
-        .drop("_source_file")
+        .drop("_source_file", "_source_size")
         .orderBy("_file", "_line_no")
         .drop("_file")
     )

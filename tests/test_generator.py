@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -125,9 +126,18 @@ def test_two_platform_payloads_carry_the_same_order_facts(landing: Path) -> None
 
 
 def test_wallet_balances_chain_per_user(landing: Path) -> None:
+    """Each transaction starts from the balance the user's previous one ended with."""
     txs, _ = json_records(landing, "exchange", "wallet_transactions")
-    clean = [r for _, r in txs if all(k in r and r[k] != "N/A" for k in ("amount", "balance_before", "balance_after"))]
-    consistent = [
-        abs(float(r["balance_before"]) + float(r["amount"]) - float(r["balance_after"])) < 1e-6 for r in clean
-    ]
-    assert sum(consistent) / len(consistent) > 0.99
+    fields = ("tx_id", "user_id", "created_at", "balance_before", "balance_after")
+    clean = [r for _, r in txs if all(k in r and r[k] != "N/A" for k in fields)]
+    by_user: dict[str, dict[str, dict]] = {}
+    for r in clean:
+        by_user.setdefault(r["user_id"], {})[r["tx_id"]] = r  # duplicates collapse
+    pairs = chained = 0
+    for records in by_user.values():
+        ordered = sorted(records.values(), key=lambda r: (r["created_at"], r["tx_id"]))
+        for prev, nxt in pairwise(ordered):
+            pairs += 1
+            chained += prev["balance_after"] == nxt["balance_before"]
+    assert pairs > 100
+    assert chained / pairs > 0.9  # the rest are next to a record the dirt removed or a same-second tie

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -140,6 +141,62 @@ def test_a_second_writer_planned_from_the_same_snapshot_adds_nothing(spark: Spar
     assert sorted(r.x for r in spark.table(table).collect()) == [1, 2, 3]
 
 
+def test_an_ingest_that_planned_before_a_concurrent_one_committed_adds_nothing(
+    spark: SparkSession, settings: Settings, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _trades_spec(settings)
+    table = f"{database}.exchange_trades"
+    _landing_file(tmp_path, "2026-01-02", "a.jsonl", [GOOD % i for i in range(3)])
+    ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    stale = current_version(spark, table)  # our run plans here ...
+    _landing_file(tmp_path, "2026-01-03", "b.jsonl", [GOOD % i for i in range(3, 5)])
+    files = landing_files(spark, str(tmp_path), spec)
+    assert ingest_files(spark, spec, files, table).rows_written == 2  # ... another run commits b first ...
+    monkeypatch.setattr(ingest_mod, "current_version", lambda *_: stale)
+    report = ingest_files(spark, spec, files, table)  # ... then ours, planned from the old snapshot, commits
+    assert (report.files_found, report.files_new, report.rows_written) == (2, 0, 0)
+    assert spark.table(table).count() == 5
+
+
+def test_a_count_mismatch_undoes_the_commit_and_fails(
+    spark: SparkSession, settings: Settings, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _trades_spec(settings)
+    table = f"{database}.exchange_trades"
+    _landing_file(tmp_path, "2026-01-02", "a.jsonl", [GOOD % i for i in range(3)])
+    ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    _landing_file(tmp_path, "2026-01-03", "b.jsonl", [GOOD % i for i in range(3, 5)])
+    real = ingest_mod.parse_files
+    monkeypatch.setattr(ingest_mod, "parse_files", lambda *a, **k: (real(*a, **k)[0], 99))
+    with pytest.raises(RuntimeError, match=r"read 99 lines but wrote 2 rows .* the commit was undone"):
+        ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    assert sorted(r.trade_id for r in spark.table(table).collect()) == ["T0", "T1", "T2"]
+    monkeypatch.setattr(ingest_mod, "parse_files", real)
+    assert ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table).rows_written == 2
+
+
+def test_paths_with_spaces_cr_line_ends_and_rewritten_files(
+    spark: SparkSession, settings: Settings, database: str, tmp_path: Path
+) -> None:
+    spec = _trades_spec(settings)
+    table = f"{database}.exchange_trades"
+    root = tmp_path / "my exports"
+    path = _landing_file(root, "2026-01-02", "trades 1.jsonl", [])
+    path.write_text((GOOD % 1) + "\r" + (GOOD % 2) + "\r\n")
+    first_size = path.stat().st_size
+    first = ingest_files(spark, spec, landing_files(spark, str(root), spec), table)
+    again = ingest_files(spark, spec, landing_files(spark, str(root), spec), table)
+    assert (first.lines_read, first.rows_written, again.files_new) == (2, 2, 0)
+    path.write_text((GOOD % 1) + "\n" + (GOOD % 2) + "\n" + (GOOD % 3) + "\n")  # same name, new content
+    rewritten = ingest_files(spark, spec, landing_files(spark, str(root), spec), table)
+    assert (rewritten.files_new, rewritten.rows_written) == (1, 3)
+    sizes = spark.table(table).groupBy("_source_size").count().orderBy("_source_size").collect()
+    assert [(r["_source_size"], r["count"]) for r in sizes] == [(first_size, 2), (path.stat().st_size, 3)]
+    assert {r[0] for r in spark.table(table).select("_source_file").distinct().collect()} == {
+        "file:" + quote(str(path), safe="/=")
+    }
+
+
 def test_users_own_exports_in_csv_jsonl_and_parquet(
     spark: SparkSession, settings: Settings, database: str, tmp_path: Path
 ) -> None:
@@ -148,12 +205,16 @@ def test_users_own_exports_in_csv_jsonl_and_parquet(
     (src / "trades").mkdir(parents=True)
     (src / "logins.csv").write_text("login_id,user_id,login_at,browser\nL1,U1,2026-01-02 10:00:00,firefox\n")
     (src / "trades" / "part-1.jsonl").write_text((GOOD % 1) + "\n" + (GOOD % 2) + "\n")
-    pd.DataFrame(
-        {"user_id": ["U1", "U2"], "email": ["a@x.org", "b@x.org"], "tier": ["VIP", "Basic"], "age": [31, 40]}
-    ).to_parquet(src / "users.parquet")
+    (src / "users").mkdir()
+    pd.DataFrame({"user_id": ["U1"], "email": ["a@x.org"], "tier": ["VIP"], "age": [31]}).to_parquet(
+        src / "users" / "part-1.parquet"
+    )
+    pd.DataFrame({"user_id": ["U2"], "email": ["b@x.org"], "tier": ["Basic"]}).to_parquet(
+        src / "users" / "part-2.parquet"
+    )
 
     plan = source_files(spark, str(src), specs)
-    assert {e: len(f) for e, f in plan.items()} == {"logins": 1, "trades": 1, "users": 1}
+    assert {e: len(f) for e, f in plan.items()} == {"logins": 1, "trades": 1, "users": 2}
     reports = {
         e: ingest_files(spark, specs[e], files, f"{database}.{e}", landing_date="2026-01-02", user_files=True)
         for e, files in plan.items()
@@ -169,7 +230,7 @@ def test_users_own_exports_in_csv_jsonl_and_parquet(
     expected = spark.createDataFrame(
         [
             ("U1", "VIP", '{"age":"31"}', "parquet", "2026-01-02"),
-            ("U2", "Basic", '{"age":"40"}', "parquet", "2026-01-02"),
+            ("U2", "Basic", None, "parquet", "2026-01-02"),
         ],
         "user_id string, tier string, _rescued_data string, _source_format string, _landing_date string",
     )

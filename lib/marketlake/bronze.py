@@ -1,8 +1,10 @@
 """Bronze: landing lines -> one append-only Delta table per source entity, keeping every record.
 
-Each row carries ingestion metadata (batch id, landing date, source file, line number, ingest time, format),
-every contract column as the string that arrived, any other field in `_rescued_data` (JSON), the original
-line in `_raw_record`, and `_parse_error` (null when the line parsed) naming why a line could not be parsed.
+Each row carries ingestion metadata (batch id, landing date, source file and size, line number, ingest time,
+format), every contract column as a string (CSV fields and JSON strings exactly as they arrived; JSON numbers and
+objects as Spark's JSON parser renders them, so a 20-digit number may be shortened), any other field in
+`_rescued_data` (JSON), the original line exactly as it arrived in `_raw_record`, and `_parse_error` (null when
+the line parsed) naming why a line could not be parsed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ META_FIELDS = [
     StructField("_batch_id", StringType(), False),
     StructField("_landing_date", DateType(), False),
     StructField("_source_file", StringType(), False),
+    StructField("_source_size", LongType(), False),
     StructField("_line_no", LongType(), True),
     StructField("_ingest_ts", TimestampType(), False),
     StructField("_source_format", StringType(), False),
@@ -33,6 +36,7 @@ TAIL_FIELDS = [
 PARTITION_COLUMN = "_landing_date"
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _CORRUPT = "_ml_corrupt_record"
+SOURCE_COLUMNS = ("_source_file", "_source_size", "_line_no")
 
 
 def bronze_schema(spec: SourceSpec) -> StructType:
@@ -50,15 +54,19 @@ def format_of(path: str) -> str | None:
 
 
 def read_lines(spark: SparkSession, files: Sequence[str]) -> DataFrame:
-    """(_source_file, _line_no, line) for every line of the text files; a final newline ends the last line."""
+    """(_source_file, _source_size, _line_no, line) for every line of the text files.
+
+    Lines end at LF, CRLF or a lone CR (as Hadoop's line reader counts them); a final line break ends the last
+    line. Each file is read whole into one task, so a single file should stay well below 2 GB.
+    """
     whole = spark.read.text(list(files), wholetext=True).select(
-        F.col("_metadata.file_path").alias("_source_file"), F.split("value", "\n", -1).alias("lines")
+        F.col("_metadata.file_path").alias("_source_file"),
+        F.col("_metadata.file_size").alias("_source_size"),
+        F.split("value", r"\r\n|\r|\n", -1).alias("lines"),
     )
     lines = F.when(F.element_at("lines", -1) == "", F.slice("lines", 1, F.size("lines") - 1)).otherwise(F.col("lines"))
-    return whole.select("_source_file", F.posexplode(lines).alias("pos", "line")).select(
-        "_source_file",
-        (F.col("pos") + 1).cast("long").alias("_line_no"),
-        F.regexp_replace("line", "\r$", "").alias("line"),
+    return whole.select("_source_file", "_source_size", F.posexplode(lines).alias("pos", "line")).select(
+        "_source_file", "_source_size", (F.col("pos") + 1).cast("long").alias("_line_no"), "line"
     )
 
 
@@ -76,8 +84,7 @@ def parse_jsonl(lines: DataFrame, spec: SourceSpec) -> DataFrame:
     values = F.from_json("line", "map<string,string>", {"mode": "PERMISSIVE"})
     error = F.when(F.trim("line") == "", F.lit("blank_line")).when(F.col("_values").isNull(), F.lit("malformed_json"))
     return lines.withColumn("_values", values).select(
-        "_source_file",
-        "_line_no",
+        *SOURCE_COLUMNS,
         error.alias("_parse_error"),
         *_contract_and_rescued(F.col("_values"), spec),
         F.col("line").alias("_raw_record"),
@@ -89,11 +96,18 @@ def csv_header(line: str) -> list[str]:
     return [h.strip() for h in next(csv.reader([line.lstrip("\ufeff")]))]
 
 
+def check_csv_header(path: str, header: list[str]) -> None:
+    """A CSV file needs a header line of distinct, non-empty names."""
+    names = [h for h in header if h]
+    if not names or len(names) != len(header) or len(set(header)) != len(header) or any("`" in h for h in header):
+        raise InputError(f"{path}: the first line must be a header of distinct column names, got {header!r}")
+
+
 def parse_csv(lines: DataFrame, spec: SourceSpec, headers: dict[str, list[str]]) -> DataFrame:
     """Parse CSV records using each file's own header (line 1), so a column added mid-stream is kept.
 
-    `headers` maps each source file to its header fields. A line whose field count differs from its header's
-    is kept as unparseable ('csv_field_count').
+    `headers` maps each source file (as `_source_file` names it) to its header fields. A line whose field count
+    differs from its header's is kept as unparseable ('csv_field_count').
     """
     data = lines.where(F.col("_line_no") > 1)
     parsed: DataFrame | None = None
@@ -101,22 +115,20 @@ def parse_csv(lines: DataFrame, spec: SourceSpec, headers: dict[str, list[str]])
     for path, header in headers.items():
         by_header.setdefault(tuple(header), []).append(path)
     for header, paths in by_header.items():
-        ddl = ", ".join(f"`{h.replace('`', '')}` string" for h in header) + f", {_CORRUPT} string"
+        ddl = ", ".join(f"`{h}` string" for h in header) + f", {_CORRUPT} string"
         record = F.from_csv("line", ddl, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
         part = data.where(F.col("_source_file").isin(paths)).withColumn("_rec", record)
         pairs = F.map_from_arrays(
-            F.array(*[F.lit(h) for h in header]),
-            F.array(*[F.col("_rec")[f"`{h}`" if "." in h else h] for h in header]),
+            F.array(*[F.lit(h) for h in header]), F.array(*[F.col("_rec").getField(h) for h in header])
         )
         error = F.when(F.trim("line") == "", F.lit("blank_line")).when(
-            F.col("_rec").isNull() | F.col(f"_rec.{_CORRUPT}").isNotNull(), F.lit("csv_field_count")
+            F.col("_rec").isNull() | F.col("_rec").getField(_CORRUPT).isNotNull(), F.lit("csv_field_count")
         )
         part = part.withColumn("_error", error).withColumn(
             "_values", F.when(F.col("_error").isNull(), F.map_filter(pairs, lambda _, v: v.isNotNull()))
         )
         part = part.select(
-            "_source_file",
-            "_line_no",
+            *SOURCE_COLUMNS,
             F.col("_error").alias("_parse_error"),
             *_contract_and_rescued(F.col("_values"), spec),
             F.col("line").alias("_raw_record"),
@@ -128,8 +140,11 @@ def parse_csv(lines: DataFrame, spec: SourceSpec, headers: dict[str, list[str]])
 
 
 def parse_parquet(spark: SparkSession, files: Sequence[str], spec: SourceSpec) -> DataFrame:
-    """User exports in Parquet: typed columns become their string (or JSON) form; extras are rescued."""
-    df = spark.read.parquet(*files)
+    """User exports in Parquet: typed columns become their string (or JSON) form; extras are rescued.
+
+    Files may differ in columns (schemas are merged); a column a file lacks is simply absent from its records.
+    """
+    df = spark.read.option("mergeSchema", "true").parquet(*files)
     as_string = {
         f.name: (
             F.to_json(F.col(f"`{f.name}`"))
@@ -142,6 +157,7 @@ def parse_parquet(spark: SparkSession, files: Sequence[str], spec: SourceSpec) -
     values = F.map_filter(values, lambda _, v: v.isNotNull())
     return df.select(
         F.col("_metadata.file_path").alias("_source_file"),
+        F.col("_metadata.file_size").alias("_source_size"),
         F.lit(None).cast("long").alias("_line_no"),
         F.lit(None).cast("string").alias("_parse_error"),
         *_contract_and_rescued(values, spec),
@@ -152,6 +168,7 @@ def parse_parquet(spark: SparkSession, files: Sequence[str], spec: SourceSpec) -
 def _parsed_schema(spec: SourceSpec) -> StructType:
     fields = [
         StructField("_source_file", StringType()),
+        StructField("_source_size", LongType()),
         StructField("_line_no", LongType()),
         StructField("_parse_error", StringType()),
     ]

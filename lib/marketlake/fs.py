@@ -10,8 +10,9 @@ from pyspark.sql import SparkSession
 
 @dataclass(frozen=True)
 class FileInfo:
-    path: str  # fully qualified, e.g. file:/work/lakehouse/landing/...; the form Spark's _metadata uses
+    path: str  # fully qualified path to read, e.g. file:/work/lakehouse/landing/...
     size: int
+    uri: str  # the same path URI-encoded (a space is %20): the form of Spark's _metadata.file_path
 
 
 def _fs_and_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -42,6 +43,8 @@ def list_files(spark: SparkSession, path: str) -> list[FileInfo]:
     fs, hpath = _fs_and_path(spark, path)
     if not fs.exists(hpath):
         return []
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
     found: list[FileInfo] = []
     iterator = fs.listFiles(hpath, True)
     while iterator.hasNext():
@@ -50,7 +53,8 @@ def list_files(spark: SparkSession, path: str) -> list[FileInfo]:
         relative = qualified[len(str(hpath.toString())) :]
         if any(part.startswith(("_", ".")) for part in relative.split("/") if part):
             continue
-        found.append(FileInfo(qualified, int(status.getLen())))
+        uri = str(jvm.org.apache.hadoop.fs.Path(qualified).toUri().toString())
+        found.append(FileInfo(qualified, int(status.getLen()), uri))
     return sorted(found, key=lambda f: f.path)
 
 

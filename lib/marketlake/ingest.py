@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from marketlake import fs
 from marketlake.bronze import (
     PARTITION_COLUMN,
     bronze_schema,
+    check_csv_header,
     check_user_header,
     csv_header,
     format_of,
@@ -33,7 +35,15 @@ from marketlake.bronze import (
 )
 from marketlake.config import SourceSpec
 from marketlake.errors import InputError
-from marketlake.tables import append_exactly_once, create_table_if_missing, current_version, read_delta
+from marketlake.tables import (
+    append_exactly_once,
+    create_table_if_missing,
+    current_version,
+    read_delta,
+    restore,
+    table_exists,
+    table_location,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,53 +105,75 @@ def source_files(
     return found
 
 
-def already_ingested(spark: SparkSession, location: str, version: int, paths: Sequence[str]) -> set[str]:
-    """Which of the paths the table (at `version`) already holds rows from."""
+def already_ingested(
+    spark: SparkSession, location: str, version: int, files: Sequence[fs.FileInfo]
+) -> set[tuple[str, int]]:
+    """(uri, size) of the files the table (at `version`) already holds rows from.
+
+    A file counts as the same file when its path and size match; a landing file rewritten with other content
+    under the same name is ingested again. When every file sits in a date=YYYY-MM-DD folder, only those
+    landing-date partitions are read.
+    """
     if version == 0:  # the empty table as created
         return set()
-    known = (
-        read_delta(spark, location, version)
-        .where(F.col("_source_file").isin(list(paths)))
-        .select("_source_file")
-        .distinct()
-        .collect()
-    )
-    return {r[0] for r in known}
+    table = read_delta(spark, location, version).where(F.col("_source_file").isin([f.uri for f in files]))
+    dates = {_landing_date_of(f.path) for f in files}
+    if None not in dates:
+        table = table.where(F.col(PARTITION_COLUMN).isin(sorted(dates)))
+    return {(r[0], int(r[1])) for r in table.select("_source_file", "_source_size").distinct().collect()}
+
+
+def _landing_date_of(path: str) -> str | None:
+    match = re.search(r"/date=(\d{4}-\d{2}-\d{2})/", path)
+    return match.group(1) if match else None
+
+
+def csv_headers(
+    spark: SparkSession, spec: SourceSpec, files: Sequence[fs.FileInfo], user_files: bool
+) -> dict[str, list[str]]:
+    """The header of every non-empty CSV file, keyed by URI; a header that cannot be used fails clearly."""
+    headers = {}
+    for f in files:
+        if format_of(f.path) != "csv":
+            continue
+        first = fs.read_first_line(spark, f.path)
+        if first is None:
+            continue
+        header = csv_header(first)
+        check_csv_header(f.path, header)
+        if user_files:
+            check_user_header(f.path, header, spec)
+        headers[f.uri] = header
+    return headers
 
 
 def parse_files(
     spark: SparkSession,
     spec: SourceSpec,
-    paths: Sequence[str],
+    files: Sequence[fs.FileInfo],
+    headers: dict[str, list[str]],
     batch_id: str,
     landing_date: str | None,
-    user_files: bool,
 ) -> tuple[DataFrame, int]:
-    """Bronze rows for the files, and the number of records the files hold (counted independently)."""
+    """Bronze rows for the files, and the number of records they hold, counted independently by Spark's own
+    line reader (text, minus one header line per CSV file) or Parquet reader."""
     by_format: dict[str, list[str]] = {}
-    for path in paths:
-        by_format.setdefault(format_of(path) or "", []).append(path)
+    for f in files:
+        by_format.setdefault(format_of(f.path) or "", []).append(f.path)
     frames: list[DataFrame] = []
     expected = 0
     for fmt, group in sorted(by_format.items()):
         if fmt == "parquet":
             parsed = parse_parquet(spark, group, spec)
-            expected += spark.read.parquet(*group).count()
+            expected += spark.read.option("mergeSchema", "true").parquet(*group).count()
         else:
             lines = read_lines(spark, group)
             expected += spark.read.text(group).count()
             if fmt == "csv":
-                headers = {}
-                for path in group:
-                    first = fs.read_first_line(spark, path)
-                    if first is None:
-                        continue
-                    header = csv_header(first)
-                    if user_files:
-                        check_user_header(path, header, spec)
-                    headers[path] = header
-                    expected -= 1
-                parsed = parse_csv(lines, spec, headers)
+                group_uris = {f.uri for f in files if f.path in group}
+                csv_files = {uri: h for uri, h in headers.items() if uri in group_uris}
+                expected -= len(csv_files)
+                parsed = parse_csv(lines, spec, csv_files)
             else:
                 parsed = parse_jsonl(lines, spec)
         frames.append(with_bronze_metadata(parsed, spec, batch_id, fmt, landing_date))
@@ -158,30 +190,41 @@ def ingest_files(
     table: str,
     landing_date: str | None = None,
     user_files: bool = False,
-    report_bad_lines: int = 10,
+    report_bad_lines: int = 5,
 ) -> IngestReport:
-    """Append the not-yet-ingested files to the bronze table; every line becomes exactly one row."""
+    """Append the files the table does not hold yet as one commit; every record line becomes exactly one row
+    (CSV header lines are not records).
+
+    If the rows written do not match the lines read, the commit is undone and the run fails.
+    """
     started = time.perf_counter()
-    location = create_table_if_missing(
-        spark,
-        table,
-        bronze_schema(spec),
-        [PARTITION_COLUMN],
-        f"bronze: {spec.domain}.{spec.entity} as landed, one row per source line",
-    )
-    version = current_version(spark, location)
-    paths = sorted(f.path for f in files)
-    new = [p for p in paths if p not in already_ingested(spark, location, version, paths)] if paths else []
+    exists = table_exists(spark, table)
+    location = table_location(spark, table) if exists else None
+    version = current_version(spark, location) if location else 0
+    files = sorted(files, key=lambda f: f.path)
+    known = already_ingested(spark, location, version, files) if location and files else set()
+    new = [f for f in files if (f.uri, f.size) not in known]
     if not new:
-        return IngestReport(table, len(paths), 0, seconds=time.perf_counter() - started)
-    batch_id = hashlib.sha1("\n".join([table, *new]).encode()).hexdigest()[:16]
-    rows, lines_read = parse_files(spark, spec, new, batch_id, landing_date, user_files)
+        return IngestReport(table, len(files), 0, seconds=time.perf_counter() - started)
+    headers = csv_headers(spark, spec, new, user_files)
+    if location is None:
+        comment = f"bronze: {spec.domain}.{spec.entity} as landed, one row per source line"
+        location = create_table_if_missing(spark, table, bronze_schema(spec), [PARTITION_COLUMN], comment)
+        version = current_version(spark, location)
+    batch_id = hashlib.sha1("\n".join([table, *(f"{f.uri}:{f.size}" for f in new)]).encode()).hexdigest()[:16]
+    rows, lines_read = parse_files(spark, spec, new, headers, batch_id, landing_date)
     stats = Observation(f"bronze_{uuid.uuid4().hex}")
     rows = rows.observe(stats, F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("unparseable"))
-    written = append_exactly_once(rows, location, app_id=f"marketlake:{table}", version=version + 1)
+    written = append_exactly_once(rows, location, f"marketlake:{table}", version + 1, merge_schema=True)
     if written == 0:
-        return IngestReport(table, len(paths), 0, batch_id=batch_id, seconds=time.perf_counter() - started)
-    unparseable = int(stats.get["unparseable"])
+        return IngestReport(table, len(files), 0, batch_id=batch_id, seconds=time.perf_counter() - started)
+    observed = stats.get
+    if not lines_read == written == int(observed["rows"]):
+        restore(spark, location, version)
+        raise RuntimeError(
+            f"{table}: read {lines_read} lines but wrote {written} rows (batch {batch_id}); the commit was undone"
+        )
+    unparseable = int(observed["unparseable"])
     bad: list[tuple[str, int | None, str]] = []
     if unparseable and report_bad_lines:
         sample = (
@@ -192,9 +235,9 @@ def ingest_files(
             .limit(report_bad_lines)
         )
         bad = [(r["_source_file"], r["_line_no"], r["_parse_error"]) for r in sample.collect()]
-    report = IngestReport(
+    return IngestReport(
         table=table,
-        files_found=len(paths),
+        files_found=len(files),
         files_new=len(new),
         lines_read=lines_read,
         rows_written=written,
@@ -203,9 +246,6 @@ def ingest_files(
         seconds=time.perf_counter() - started,
         bad_lines=bad,
     )
-    if not report.balanced:
-        raise RuntimeError(f"{table}: read {lines_read} lines but wrote {written} rows (batch {batch_id})")
-    return report
 
 
 def ingest_many(
@@ -215,12 +255,24 @@ def ingest_many(
     user_files: bool = False,
     parallelism: int = 4,
     report_bad_lines: int = 5,
-) -> list[IngestReport]:
-    """Ingest several entities concurrently (Spark runs their jobs side by side); reports in task order."""
+) -> tuple[list[IngestReport], list[Exception]]:
+    """Ingest several entities concurrently (Spark runs their jobs side by side).
+
+    Returns the reports of the entities that succeeded (in task order) and the errors of those that failed;
+    one entity's failure does not stop the others.
+    """
 
     def one(task: tuple[SourceSpec, Sequence[fs.FileInfo]]) -> IngestReport:
         spec, files = task
         return ingest_files(spark, spec, files, spec.bronze_table, landing_date, user_files, report_bad_lines)
 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        return list(pool.map(one, tasks))
+        futures = [pool.submit(one, task) for task in tasks]
+    reports, errors = [], []
+    for future in futures:
+        error = future.exception()
+        if error is None:
+            reports.append(future.result())
+        else:
+            errors.append(error)
+    return reports, errors

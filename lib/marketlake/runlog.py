@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
 from marketlake.ingest import IngestReport
-from marketlake.tables import create_table_if_missing
+from marketlake.tables import append, create_table_if_missing
 
 BRONZE_RUNS = "ops.bronze_ingest_runs"
 BRONZE_RUNS_SCHEMA = StructType(
@@ -45,4 +45,4 @@ def record_bronze_run(spark: SparkSession, run_id: str, started: datetime, repor
         )
         for r in reports
     ]
-    spark.createDataFrame(rows, BRONZE_RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(BRONZE_RUNS)
+    append(spark.createDataFrame(rows, BRONZE_RUNS_SCHEMA), BRONZE_RUNS)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from marketlake.config import Settings
@@ -82,21 +83,42 @@ def current_version(spark: SparkSession, ref: str) -> int:
     return int(delta_table(spark, ref).history(1).select("version").first()[0])
 
 
-def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int) -> int:
-    """Append df as one Delta commit tagged (app_id, version); returns the rows written.
+def append(df: DataFrame, name: str) -> None:
+    """Append to a Delta table by name."""
+    df.write.format("delta").mode("append").saveAsTable(name)
+
+
+def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int, merge_schema: bool = False) -> int:
+    """Append df as one Delta commit tagged (app_id, version); returns the rows written (0 if skipped).
 
     Delta skips a write whose version is not above the last committed one for app_id, so a writer that
     planned from a snapshot another writer already advanced adds nothing (no duplicates, no partial commit).
+    The commit is found again by its userMetadata tag, never by position, so a concurrent commit by someone
+    else is not mistaken for ours.
     """
     spark = df.sparkSession
+    tag = f"{app_id}@{version}"
     before = current_version(spark, ref)
-    writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version)
+    writer = (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", version)
+        .option("userMetadata", tag)
+        .option("mergeSchema", str(merge_schema).lower())
+    )
     if _is_path(ref):
         writer.save(ref)
     else:
         writer.saveAsTable(ref)
-    history = delta_table(spark, ref).history(1).first()
-    if history is None or int(history["version"]) == before:
-        log.warning("%s: write %s/%s was already committed; nothing appended", ref, app_id, version)
+    history = delta_table(spark, ref).history(20)
+    ours = history.where((F.col("userMetadata") == tag) & (F.col("version") > before)).first()
+    if ours is None:
+        log.warning("%s: write %s was already committed; nothing appended", ref, tag)
         return 0
-    return int((history["operationMetrics"] or {}).get("numOutputRows", 0))
+    return int((ours["operationMetrics"] or {}).get("numOutputRows", 0))
+
+
+def restore(spark: SparkSession, ref: str, version: int) -> None:
+    """Put a table back to an earlier version (a new commit; the undone one stays in the history)."""
+    delta_table(spark, ref).restoreToVersion(version)
