@@ -1,7 +1,7 @@
 """Bronze ingestion: find landing files, skip the ones already ingested, append the rest as one Delta commit.
 
-Idempotent by file: a file whose path is already in the table (at the snapshot the run planned from) is skipped,
-and the append is tagged with Delta's (txnAppId, txnVersion) so a concurrent run that planned from the same
+Idempotent by file: a file whose path and size are already in the table (at the snapshot the run planned from) is
+skipped, and the append is tagged with Delta's (txnAppId, txnVersion) so a concurrent run that planned from the same
 snapshot adds nothing. A run killed before its commit leaves the table as it was.
 """
 
@@ -59,10 +59,6 @@ class IngestReport:
     batch_id: str | None = None
     seconds: float = 0.0
     bad_lines: list[tuple[str, int | None, str]] = field(default_factory=list)
-
-    @property
-    def balanced(self) -> bool:
-        return self.lines_read == self.rows_written
 
 
 def landing_files(spark: SparkSession, landing_dir: str, spec: SourceSpec, day: str | None = None) -> list[fs.FileInfo]:
@@ -204,13 +200,13 @@ def ingest_files(
     files = sorted(files, key=lambda f: f.path)
     known = already_ingested(spark, location, version, files) if location and files else set()
     new = [f for f in files if (f.uri, f.size) not in known]
-    if not new:
-        return IngestReport(table, len(files), 0, seconds=time.perf_counter() - started)
-    headers = csv_headers(spark, spec, new, user_files)
-    if location is None:
+    headers = csv_headers(spark, spec, new, user_files)  # unusable input fails before anything is written
+    if location is None:  # every bronze table exists once ingestion ran, even while it has no files yet
         comment = f"bronze: {spec.domain}.{spec.entity} as landed, one row per source line"
         location = create_table_if_missing(spark, table, bronze_schema(spec), [PARTITION_COLUMN], comment)
         version = current_version(spark, location)
+    if not new:
+        return IngestReport(table, len(files), 0, seconds=time.perf_counter() - started)
     batch_id = hashlib.sha1("\n".join([table, *(f"{f.uri}:{f.size}" for f in new)]).encode()).hexdigest()[:16]
     rows, lines_read = parse_files(spark, spec, new, headers, batch_id, landing_date)
     stats = Observation(f"bronze_{uuid.uuid4().hex}")
