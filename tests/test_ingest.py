@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 import marketlake.ingest as ingest_mod
 from marketlake.config import Settings, SourceSpec
 from marketlake.errors import InputError
-from marketlake.ingest import ingest_files, landing_files, source_files
+from marketlake.ingest import IngestReport, ingest_files, landing_files, source_files
 from marketlake.tables import append_exactly_once, current_version
 
 GOOD = (
@@ -32,8 +32,24 @@ def _landing_file(root: Path, day: str, name: str, lines: list[str]) -> Path:
     return path
 
 
+def _ingest(spark: SparkSession, spec: SourceSpec, root: Path, table: str, day: str | None = None) -> IngestReport:
+    """Ingest whatever landing files of the entity lie under root (one day's, with day)."""
+    return ingest_files(spark, spec, landing_files(spark, str(root), spec, day), table)
+
+
 def _trades_spec(settings: Settings) -> SourceSpec:
     return settings.domain_sources("exchange")["trades"]
+
+
+@pytest.fixture
+def trades_with_three_rows(
+    spark: SparkSession, settings: Settings, database: str, tmp_path: Path
+) -> tuple[SourceSpec, str]:
+    """A bronze trades table in this test's database holding one ingested landing file of three trades."""
+    spec, table = _trades_spec(settings), f"{database}.exchange_trades"
+    _landing_file(tmp_path, "2026-01-02", "a.jsonl", [GOOD % i for i in range(3)])
+    _ingest(spark, spec, tmp_path, table)
+    return spec, table
 
 
 def test_malformed_mistyped_and_truncated_lines_are_all_accounted_for(
@@ -81,11 +97,11 @@ def test_reingesting_the_same_files_adds_nothing(
     table = f"{database}.exchange_trades"
     _landing_file(tmp_path, "2026-01-02", "a.jsonl", [GOOD % i for i in range(5)])
     _landing_file(tmp_path, "2026-01-03", "b.jsonl", [GOOD % i for i in range(5, 8)])
-    first = ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    first = _ingest(spark, spec, tmp_path, table)
     version = current_version(spark, table)
 
-    again = ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
-    one_day = ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec, "2026-01-03"), table)
+    again = _ingest(spark, spec, tmp_path, table)
+    one_day = _ingest(spark, spec, tmp_path, table, "2026-01-03")
 
     assert (first.files_new, first.rows_written) == (2, 8)
     assert (again.files_found, again.files_new, again.rows_written) == (2, 0, 0)
@@ -94,18 +110,18 @@ def test_reingesting_the_same_files_adds_nothing(
     assert spark.table(table).count() == 8
 
     _landing_file(tmp_path, "2026-01-04", "c.jsonl", [GOOD % 9])
-    later = ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    later = _ingest(spark, spec, tmp_path, table)
     assert (later.files_found, later.files_new, later.rows_written) == (3, 1, 1)
     assert spark.table(table).count() == 9
 
 
 def test_a_job_killed_mid_write_leaves_the_table_as_it_was(
-    spark: SparkSession, settings: Settings, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession,
+    trades_with_three_rows: tuple[SourceSpec, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spec = _trades_spec(settings)
-    table = f"{database}.exchange_trades"
-    _landing_file(tmp_path, "2026-01-02", "a.jsonl", [GOOD % i for i in range(3)])
-    ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    spec, table = trades_with_three_rows
     version, rows = current_version(spark, table), spark.table(table).count()
     for day in ("2026-01-03", "2026-01-04", "2026-01-05"):
         _landing_file(tmp_path, day, f"{day}.jsonl", [GOOD % i for i in range(50)])
@@ -121,12 +137,12 @@ def test_a_job_killed_mid_write_leaves_the_table_as_it_was(
 
     monkeypatch.setattr(ingest_mod, "with_bronze_metadata", dies_on_one_file)
     with pytest.raises(Exception, match="executor killed"):
-        ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+        _ingest(spark, spec, tmp_path, table)
     assert current_version(spark, table) == version
     assert spark.table(table).count() == rows
 
     monkeypatch.setattr(ingest_mod, "with_bronze_metadata", real)
-    rerun = ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    rerun = _ingest(spark, spec, tmp_path, table)
     assert (rerun.files_new, rerun.rows_written) == (3, 150)
     assert spark.table(table).count() == rows + 150
 
@@ -142,12 +158,12 @@ def test_a_second_writer_planned_from_the_same_snapshot_adds_nothing(spark: Spar
 
 
 def test_an_ingest_that_planned_before_a_concurrent_one_committed_adds_nothing(
-    spark: SparkSession, settings: Settings, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession,
+    trades_with_three_rows: tuple[SourceSpec, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spec = _trades_spec(settings)
-    table = f"{database}.exchange_trades"
-    _landing_file(tmp_path, "2026-01-02", "a.jsonl", [GOOD % i for i in range(3)])
-    ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    spec, table = trades_with_three_rows
     stale = current_version(spark, table)  # our run plans here ...
     _landing_file(tmp_path, "2026-01-03", "b.jsonl", [GOOD % i for i in range(3, 5)])
     files = landing_files(spark, str(tmp_path), spec)
@@ -159,20 +175,20 @@ def test_an_ingest_that_planned_before_a_concurrent_one_committed_adds_nothing(
 
 
 def test_a_count_mismatch_undoes_the_commit_and_fails(
-    spark: SparkSession, settings: Settings, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession,
+    trades_with_three_rows: tuple[SourceSpec, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spec = _trades_spec(settings)
-    table = f"{database}.exchange_trades"
-    _landing_file(tmp_path, "2026-01-02", "a.jsonl", [GOOD % i for i in range(3)])
-    ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+    spec, table = trades_with_three_rows
     _landing_file(tmp_path, "2026-01-03", "b.jsonl", [GOOD % i for i in range(3, 5)])
     real = ingest_mod.parse_files
     monkeypatch.setattr(ingest_mod, "parse_files", lambda *a, **k: (real(*a, **k)[0], 99))
     with pytest.raises(RuntimeError, match=r"read 99 lines but wrote 2 rows .* the commit was undone"):
-        ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table)
+        _ingest(spark, spec, tmp_path, table)
     assert sorted(r.trade_id for r in spark.table(table).collect()) == ["T0", "T1", "T2"]
     monkeypatch.setattr(ingest_mod, "parse_files", real)
-    assert ingest_files(spark, spec, landing_files(spark, str(tmp_path), spec), table).rows_written == 2
+    assert _ingest(spark, spec, tmp_path, table).rows_written == 2
 
 
 def test_paths_with_spaces_cr_line_ends_and_rewritten_files(
@@ -184,11 +200,11 @@ def test_paths_with_spaces_cr_line_ends_and_rewritten_files(
     path = _landing_file(root, "2026-01-02", "trades 1.jsonl", [])
     path.write_text((GOOD % 1) + "\r" + (GOOD % 2) + "\r\n")
     first_size = path.stat().st_size
-    first = ingest_files(spark, spec, landing_files(spark, str(root), spec), table)
-    again = ingest_files(spark, spec, landing_files(spark, str(root), spec), table)
+    first = _ingest(spark, spec, root, table)
+    again = _ingest(spark, spec, root, table)
     assert (first.lines_read, first.rows_written, again.files_new) == (2, 2, 0)
     path.write_text((GOOD % 1) + "\n" + (GOOD % 2) + "\n" + (GOOD % 3) + "\n")  # same name, new content
-    rewritten = ingest_files(spark, spec, landing_files(spark, str(root), spec), table)
+    rewritten = _ingest(spark, spec, root, table)
     assert (rewritten.files_new, rewritten.rows_written) == (1, 3)
     sizes = spark.table(table).groupBy("_source_size").count().orderBy("_source_size").collect()
     assert [(r["_source_size"], r["count"]) for r in sizes] == [(first_size, 2), (path.stat().st_size, 3)]

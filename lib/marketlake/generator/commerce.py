@@ -102,6 +102,18 @@ REASON_TEXT = {
     "FRAUD_SUSPECTED": "Item not received",
 }
 VELOCITY_REF = 600.0  # engagements/hour at which trend pressure saturates
+# The customer facts every order payload carries.
+CUSTOMER_FIELDS = (
+    "customer_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "address_line",
+    "city",
+    "postcode",
+    "country",
+)
 
 
 def _customers(spark: SparkSession, p: GeneratorParams, rng: Rng) -> DataFrame:
@@ -298,21 +310,7 @@ def _orders_and_lines(
         n_lines.alias("_n_lines"),
         rng.choice("o:wh", [(w, 1.0) for w in WAREHOUSES], k).alias("warehouse"),
     )
-    orders = orders.join(
-        customers.select(
-            "cid",
-            "customer_id",
-            "email",
-            "phone",
-            "first_name",
-            "last_name",
-            "address_line",
-            "city",
-            "postcode",
-            "country",
-        ),
-        "cid",
-    )
+    orders = orders.join(customers.select("cid", *CUSTOMER_FIELDS), "cid")
     lines = orders.withColumn("line_no", F.explode(F.sequence(F.lit(1), F.col("_n_lines"))))
     lk = F.concat(F.col("_order_key"), F.lit("#"), F.col("line_no").cast("string"))
     n_products = p.count("commerce_products")
@@ -373,15 +371,7 @@ def _order_timeline(p: GeneratorParams, rng: Rng, lines: DataFrame) -> DataFrame
         "_created_s",
         "_flash",
         "warehouse",
-        "customer_id",
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "address_line",
-        "city",
-        "postcode",
-        "country",
+        *CUSTOMER_FIELDS,
     ).agg(
         F.sort_array(
             F.collect_list(
@@ -706,15 +696,7 @@ def generate(spark: SparkSession, p: GeneratorParams, trends: DataFrame) -> dict
     orders = _order_timeline(p, rng, lines)
     orders = orders.withColumn("_ref", _platform_ref(orders)).persist()
     customer_records = customers.select(
-        "customer_id",
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "address_line",
-        "city",
-        "postcode",
-        "country",
+        *CUSTOMER_FIELDS,
         "marketing_opt_in",
         "created_at",
         F.col("created_at").alias("updated_at"),
