@@ -35,7 +35,7 @@ $(JARS_STAMP): build/jars/pom.xml
 demo: setup
 	$(PY) jobs/generate.py --scale $(DEMO_SCALE) --start $(DEMO_START) --days $(DEMO_DAYS) \
 	    --seed $(DEMO_SEED) --out $(LANDING)
-	for d in exchange commerce trends; do $(PY) jobs/bronze_ingest.py --domain $$d --landing $(LANDING) || exit 1; done
+	$(PY) jobs/bronze_ingest.py --domain all --landing $(LANDING)
 	$(PY) jobs/summary.py
 
 test: setup
