@@ -11,11 +11,3 @@ class ConfigError(MarketlakeError):
 
 class InputError(MarketlakeError):
     """A job argument or input file is invalid (bad date range, unknown domain, unreadable export)."""
-
-
-class TableNotFoundError(MarketlakeError):
-    """A table addressed by name does not exist in the catalog."""
-
-
-class SchemaError(MarketlakeError):
-    """A DataFrame does not carry the columns its contract requires."""

@@ -11,7 +11,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from marketlake.config import Settings
-from marketlake.errors import TableNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +24,6 @@ def ensure_databases(spark: SparkSession, settings: Settings) -> None:
 
 def table_exists(spark: SparkSession, name: str) -> bool:
     return bool(spark.catalog.tableExists(name))
-
-
-def require_table(spark: SparkSession, name: str) -> DataFrame:
-    """Read a table by name, or fail with one clear message naming what exists."""
-    if not table_exists(spark, name):
-        database = name.split(".")[0] if "." in name else "default"
-        known = [t.name for t in spark.catalog.listTables(database)] if spark.catalog.databaseExists(database) else []
-        hint = f"; tables in {database}: {', '.join(sorted(known))}" if known else ""
-        raise TableNotFoundError(f"table {name} does not exist{hint}")
-    return spark.table(name)
 
 
 def create_table_if_missing(
