@@ -1,0 +1,163 @@
+"""Data-quality rules as data: each kind with a breaking and a passing row; the configured rules one by one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+
+from marketlake.config import CONF_DIR
+from marketlake.errors import ConfigError
+from marketlake.quality import Rule, load_rules, parse_rules, rule_counts, split_quarantine, with_quality
+
+NOW = datetime(2026, 3, 1, 12, 0, 0)
+CHECKED = "id int, _dq_quarantine array<string>, _dq_warnings array<string>"
+
+KINDS = [
+    (Rule("v_present", "not_null", "quarantine", {"column": "v"}), ["7", None, "  "], [False, True, True]),
+    (
+        Rule("v_decimal", "castable", "quarantine", {"column": "v", "type": "decimal(20,8)"}),
+        ["1.5", "N/A", None],
+        [False, True, False],
+    ),
+    (Rule("v_positive", "positive", "quarantine", {"column": "v"}), ["0.01", "0", "-3"], [False, True, True]),
+    (
+        Rule("v_range", "range", "quarantine", {"column": "v", "min": 0, "max": 1}),
+        ["1", "1.01", "-0.1"],
+        [False, True, True],
+    ),
+    (
+        Rule("v_known", "in_set", "quarantine", {"column": "v", "values": ["buy", "sell"]}),
+        ["buy", "BUY", None],
+        [False, True, False],
+    ),
+    (
+        Rule("v_format", "regex", "quarantine", {"column": "v", "pattern": "^0x[0-9a-f]{4}$"}),
+        ["0xab12", "ab12", None],
+        [False, True, False],
+    ),
+    (
+        Rule("v_small", "expression", "quarantine", {"expr": "try_cast(v AS int) < 10"}),
+        ["9", "10", "x"],
+        [False, True, False],
+    ),
+    (
+        Rule("v_not_future", "not_future", "quarantine", {"column": "v", "tolerance_minutes": 5}),
+        ["2026-03-01 12:05:00", "2026-03-01 12:05:01", None],
+        [False, True, False],
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "values", "broken"), KINDS, ids=[k[0].kind for k in KINDS])
+def test_each_rule_kind_flags_the_rows_that_break_it(
+    spark: SparkSession, rule: Rule, values: list[str | None], broken: list[bool]
+) -> None:
+    df = spark.createDataFrame(list(enumerate(values)), "id int, v string")
+    actual = df.transform(with_quality([rule], NOW)).drop("v")
+    expected = spark.createDataFrame([(i, [rule.name] if b else [], []) for i, b in enumerate(broken)], CHECKED)
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def test_warnings_keep_the_row_and_quarantine_rules_split_it_off(spark: SparkSession) -> None:
+    rules = [
+        Rule("id_present", "not_null", "quarantine", {"column": "id"}),
+        Rule("v_positive", "positive", "quarantine", {"column": "v"}),
+        Rule("v_small", "range", "warn", {"column": "v", "max": 100}),
+    ]
+    df = spark.createDataFrame([(1, "5"), (2, "500"), (3, "-500"), (None, "1")], "id int, v string")
+    checked = df.transform(with_quality(rules, NOW))
+    keep, quarantine = split_quarantine(checked)
+    assert_df_equality(
+        keep.drop("v"), spark.createDataFrame([(1, [], []), (2, [], ["v_small"])], CHECKED), ignore_nullable=True
+    )
+    assert_df_equality(
+        quarantine.drop("v"),
+        spark.createDataFrame([(3, ["v_positive"], []), (None, ["id_present"], [])], CHECKED),
+        ignore_nullable=True,
+    )
+    counts = rule_counts(checked, rules)
+    expected = spark.createDataFrame(
+        [("id_present", "quarantine", 1), ("v_positive", "quarantine", 1), ("v_small", "warn", 1)],
+        "rule string, severity string, failed_rows long",
+    )
+    assert_df_equality(counts, expected, ignore_nullable=True)
+
+
+# Per configured table: a row that passes every rule, and per rule a change that breaks exactly that rule.
+CONFIGURED = {
+    "exchange_trades": (
+        {
+            "trade_id": "T1",
+            "executed_at": "2026-03-01 10:00:00",
+            "price": "65000.00000000",
+            "quantity": "0.50000000",
+            "side": "buy",
+        },
+        {
+            "trade_id_present": {"trade_id": None},
+            "executed_at_present": {"executed_at": ""},
+            "price_is_decimal": {"price": "sixty"},
+            "quantity_is_decimal": {"quantity": "1,5"},
+            "price_positive": {"price": "0"},
+            "quantity_positive": {"quantity": "-0.5"},
+            "side_known": {"side": "hold"},
+            "notional_within_limit": {"quantity": "100"},
+            "executed_not_in_future": {"executed_at": "2026-03-02 00:00:00"},
+        },
+    ),
+    "exchange_wallet_transactions": (
+        {
+            "tx_id": "W1",
+            "amount": "-20.50000000",
+            "balance_before": "100.00000000",
+            "balance_after": "79.50000000",
+            "tx_type": "withdrawal",
+            "tx_hash": "0x" + "ab" * 32,
+        },
+        {
+            "tx_id_present": {"tx_id": None},
+            "amount_is_decimal": {"amount": "-20.5 USDT", "balance_after": None},
+            "balance_adds_up": {"balance_after": "79.49999999"},
+            "tx_type_known": {"tx_type": "airdrop"},
+            "tx_hash_format": {"tx_hash": "0xZZ"},
+        },
+    ),
+    "exchange_orders": (
+        {"order_id": "O1", "quantity": "2.00000000", "filled_quantity": "2.00000000"},
+        {
+            "order_id_present": {"order_id": " "},
+            "filled_within_ordered": {"filled_quantity": "2.00000001"},
+            "quantity_positive": {"quantity": "0", "filled_quantity": "0"},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("table", sorted(CONFIGURED))
+def test_every_configured_rule_catches_its_own_break_and_nothing_else(spark: SparkSession, table: str) -> None:
+    good, breaks = CONFIGURED[table]
+    rules = load_rules(CONF_DIR / "quality.yaml")[table]
+    assert [r.name for r in rules] == list(breaks)
+    rows = [("good", *good.values())] + [(name, *{**good, **change}.values()) for name, change in breaks.items()]
+    df = spark.createDataFrame(rows, "case string, " + ", ".join(f"{c} string" for c in good))
+    checked = df.transform(with_quality(rules, NOW))
+    actual = {r.case: sorted(r._dq_quarantine + r._dq_warnings) for r in checked.collect()}
+    assert actual == {"good": [], **{name: [name] for name in breaks}}
+
+
+def test_rule_files_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a name and a kind"):
+        parse_rules({"t": [{"name": "x", "kind": "sometimes", "severity": "warn"}]})
+    with pytest.raises(ConfigError, match="has severity 'fatal'"):
+        parse_rules({"t": [{"name": "x", "kind": "not_null", "column": "a", "severity": "fatal"}]})
+    with pytest.raises(ConfigError, match=r"\(castable\) lacks \['type'\]"):
+        parse_rules({"t": [{"name": "x", "kind": "castable", "column": "a", "severity": "warn"}]})
+    with pytest.raises(ConfigError, match="rule names must be unique"):
+        parse_rules({"t": [{"name": "x", "kind": "not_null", "column": "a", "severity": "warn"}] * 2})
+    (tmp_path / "q.yaml").write_text("t: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read quality rules"):
+        load_rules(tmp_path / "q.yaml")
