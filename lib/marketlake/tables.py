@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -106,6 +107,48 @@ def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int, merg
         log.warning("%s: write %s was already committed; nothing appended", ref, tag)
         return 0
     return int((ours["operationMetrics"] or {}).get("numOutputRows", 0))
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    source_rows: int
+    inserted: int
+    updated: int
+
+    @property
+    def unchanged(self) -> int:
+        """Source rows that changed nothing: replays, and late events older than what the table holds."""
+        return self.source_rows - self.inserted - self.updated
+
+
+def merge_latest(df: DataFrame, ref: str, keys: Sequence[str], event_time: str) -> MergeResult:
+    """Upsert df (one row per key) into a Delta table: new keys are inserted, a row replaces the stored one only
+    when its event time is later, so a late, older event never overwrites a newer state and a replay changes
+    nothing."""
+    spark = df.sparkSession
+    before = current_version(spark, ref)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    (
+        delta_table(spark, ref)
+        .alias("t")
+        .merge(df.alias("s"), on)
+        .whenMatchedUpdateAll(condition=f"s.`{event_time}` > t.`{event_time}`")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    commit = (
+        delta_table(spark, ref)
+        .history(5)
+        .where((F.col("operation") == "MERGE") & (F.col("version") > before))
+        .orderBy("version")
+        .first()
+    )
+    metrics = (commit["operationMetrics"] if commit else None) or {}
+    return MergeResult(
+        source_rows=int(metrics.get("numSourceRows", 0)),
+        inserted=int(metrics.get("numTargetRowsInserted", 0)),
+        updated=int(metrics.get("numTargetRowsUpdated", 0)),
+    )
 
 
 def restore(spark: SparkSession, ref: str, version: int) -> None:
