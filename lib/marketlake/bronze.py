@@ -34,6 +34,7 @@ TAIL_FIELDS = [
     StructField("_raw_record", StringType(), True),
 ]
 PARTITION_COLUMN = "_landing_date"
+LANDING_DATE_PATTERN = r"/date=(\d{4}-\d{2}-\d{2})/"  # the landing date folder in a file's path
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _CORRUPT = "_ml_corrupt_record"
 SOURCE_COLUMNS = ("_source_file", "_source_size", "_line_no")
@@ -180,7 +181,7 @@ def with_bronze_metadata(
 ) -> DataFrame:
     """Complete parsed rows into the bronze schema. The landing date comes from a `date=YYYY-MM-DD` folder in
     the file's path, else from `landing_date`."""
-    found = F.regexp_extract("_source_file", r"/date=(\d{4}-\d{2}-\d{2})/", 1)
+    found = F.regexp_extract("_source_file", LANDING_DATE_PATTERN, 1)
     fallback = F.lit(landing_date).cast("date") if landing_date else F.current_date()
     landing = F.coalesce(F.try_to_date(F.nullif(found, F.lit(""))), fallback)
     meta = {

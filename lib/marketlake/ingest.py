@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from marketlake import fs
 from marketlake.bronze import (
+    LANDING_DATE_PATTERN,
     PARTITION_COLUMN,
     bronze_schema,
     check_csv_header,
@@ -120,7 +121,7 @@ def already_ingested(
 
 
 def _landing_date_of(path: str) -> str | None:
-    match = re.search(r"/date=(\d{4}-\d{2}-\d{2})/", path)
+    match = re.search(LANDING_DATE_PATTERN, path)
     return match.group(1) if match else None
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -73,6 +73,13 @@ def current_version(spark: SparkSession, ref: str) -> int:
     return int(delta_table(spark, ref).history(1).select("version").first()[0])
 
 
+def _commit_since(spark: SparkSession, ref: str, before: int, which: Column) -> Row | None:
+    """The first commit after version `before` that matches `which` (our own write, found by what it is rather
+    than by position, since another writer may have committed in between)."""
+    recent = delta_table(spark, ref).history(20)
+    return recent.where((F.col("version") > before) & which).orderBy("version").first()
+
+
 def append(df: DataFrame, name: str) -> None:
     """Append to a Delta table by name."""
     df.write.format("delta").mode("append").saveAsTable(name)
@@ -101,8 +108,7 @@ def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int, merg
         writer.save(ref)
     else:
         writer.saveAsTable(ref)
-    history = delta_table(spark, ref).history(20)
-    ours = history.where((F.col("userMetadata") == tag) & (F.col("version") > before)).first()
+    ours = _commit_since(spark, ref, before, F.col("userMetadata") == tag)
     if ours is None:
         log.warning("%s: write %s was already committed; nothing appended", ref, tag)
         return 0
@@ -136,13 +142,7 @@ def merge_latest(df: DataFrame, ref: str, keys: Sequence[str], event_time: str) 
         .whenNotMatchedInsertAll()
         .execute()
     )
-    commit = (
-        delta_table(spark, ref)
-        .history(5)
-        .where((F.col("operation") == "MERGE") & (F.col("version") > before))
-        .orderBy("version")
-        .first()
-    )
+    commit = _commit_since(spark, ref, before, F.col("operation") == "MERGE")
     metrics = (commit["operationMetrics"] if commit else None) or {}
     return MergeResult(
         source_rows=int(metrics.get("numSourceRows", 0)),
