@@ -36,6 +36,7 @@ demo: setup
 	$(PY) jobs/generate.py --scale $(DEMO_SCALE) --start $(DEMO_START) --days $(DEMO_DAYS) \
 	    --seed $(DEMO_SEED) --out $(LANDING)
 	$(PY) jobs/bronze_ingest.py --domain all --landing $(LANDING)
+	$(PY) jobs/silver_build.py --domain all
 	$(PY) jobs/summary.py
 
 test: setup

@@ -1,4 +1,5 @@
-"""Print what the lakehouse holds: every bronze table with its row, unparseable and file counts."""
+"""Print what the lakehouse holds: every bronze table with its row, unparseable and file counts, and every silver
+table with its row accounting."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 from marketlake.cli import base_parser, run
 from marketlake.config import load_settings
-from marketlake.report import bronze_summary, format_rows
+from marketlake.report import bronze_summary, format_rows, silver_summary
 from marketlake.session import get_spark
 
 
@@ -24,6 +25,12 @@ def main(args: argparse.Namespace) -> int:
         )
     else:
         print("(none yet: run jobs/bronze_ingest.py)")
+    silver = silver_summary(spark)
+    print("\nSilver tables, all runs: rows in + retried = to silver + quarantined (stored = one row per key)")
+    if silver:
+        print(format_rows(silver, list(silver[0]), args.format))
+    else:
+        print("(none yet: run jobs/silver_build.py)")
     return 0
 
 

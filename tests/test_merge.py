@@ -8,7 +8,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from marketlake.silver import latest_per_key
+from marketlake.silver.transforms import latest_per_key
 from marketlake.tables import MergeResult, merge_latest
 
 SCHEMA = "order_id string, status string, updated_at timestamp"

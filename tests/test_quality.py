@@ -1,4 +1,4 @@
-"""Data-quality rules as data: each kind with a breaking and a passing row; the configured rules one by one."""
+"""Data-quality rule kinds, each with breaking and passing rows (the configured rules: test_silver_rules.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
-from marketlake.config import CONF_DIR
 from marketlake.errors import ConfigError
-from marketlake.quality import Rule, load_rules, parse_rules, rule_counts, split_quarantine, with_quality
+from marketlake.quality import Rule, load_rules, parse_rules, split_quarantine, with_quality
 
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 CHECKED = "id int, _dq_quarantine array<string>, _dq_warnings array<string>"
@@ -79,74 +78,6 @@ def test_warnings_keep_the_row_and_quarantine_rules_split_it_off(spark: SparkSes
         spark.createDataFrame([(3, ["v_positive"], []), (None, ["id_present"], [])], CHECKED),
         ignore_nullable=True,
     )
-    counts = rule_counts(checked, rules)
-    expected = spark.createDataFrame(
-        [("id_present", "quarantine", 1), ("v_positive", "quarantine", 1), ("v_small", "warn", 1)],
-        "rule string, severity string, failed_rows long",
-    )
-    assert_df_equality(counts, expected, ignore_nullable=True)
-
-
-# Per configured table: a row that passes every rule, and per rule a change that breaks exactly that rule.
-CONFIGURED = {
-    "exchange_trades": (
-        {
-            "trade_id": "T1",
-            "executed_at": "2026-03-01 10:00:00",
-            "price": "65000.00000000",
-            "quantity": "0.50000000",
-            "side": "buy",
-        },
-        {
-            "trade_id_present": {"trade_id": None},
-            "executed_at_present": {"executed_at": ""},
-            "price_is_decimal": {"price": "sixty"},
-            "quantity_is_decimal": {"quantity": "1,5"},
-            "price_positive": {"price": "0"},
-            "quantity_positive": {"quantity": "-0.5"},
-            "side_known": {"side": "hold"},
-            "notional_within_limit": {"quantity": "100"},
-            "executed_not_in_future": {"executed_at": "2026-03-02 00:00:00"},
-        },
-    ),
-    "exchange_wallet_transactions": (
-        {
-            "tx_id": "W1",
-            "amount": "-20.50000000",
-            "balance_before": "100.00000000",
-            "balance_after": "79.50000000",
-            "tx_type": "withdrawal",
-            "tx_hash": "0x" + "ab" * 32,
-        },
-        {
-            "tx_id_present": {"tx_id": None},
-            "amount_is_decimal": {"amount": "-20.5 USDT", "balance_after": None},
-            "balance_adds_up": {"balance_after": "79.49999999"},
-            "tx_type_known": {"tx_type": "airdrop"},
-            "tx_hash_format": {"tx_hash": "0xZZ"},
-        },
-    ),
-    "exchange_orders": (
-        {"order_id": "O1", "quantity": "2.00000000", "filled_quantity": "2.00000000"},
-        {
-            "order_id_present": {"order_id": " "},
-            "filled_within_ordered": {"filled_quantity": "2.00000001"},
-            "quantity_positive": {"quantity": "0", "filled_quantity": "0"},
-        },
-    ),
-}
-
-
-@pytest.mark.parametrize("table", sorted(CONFIGURED))
-def test_every_configured_rule_catches_its_own_break_and_nothing_else(spark: SparkSession, table: str) -> None:
-    good, breaks = CONFIGURED[table]
-    rules = load_rules(CONF_DIR / "quality.yaml")[table]
-    assert [r.name for r in rules] == list(breaks)
-    rows = [("good", *good.values())] + [(name, *{**good, **change}.values()) for name, change in breaks.items()]
-    df = spark.createDataFrame(rows, "case string, " + ", ".join(f"{c} string" for c in good))
-    checked = df.transform(with_quality(rules, NOW))
-    actual = {r.case: sorted(r._dq_quarantine + r._dq_warnings) for r in checked.collect()}
-    assert actual == {"good": [], **{name: [name] for name in breaks}}
 
 
 def test_rule_files_are_validated(tmp_path: Path) -> None:

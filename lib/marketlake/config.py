@@ -58,6 +58,8 @@ class Settings:
     spark: SparkSettings
     generator: Mapping[str, Any]
     bronze: Mapping[str, Any]
+    silver: Mapping[str, Any]
+    privacy: Mapping[str, Any]
     sources: Mapping[str, Mapping[str, SourceSpec]] = field(repr=False)
 
     @property
@@ -169,10 +171,12 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
             env=env,
             lakehouse_root=root,
             landing_dir=landing,
-            databases=tuple(lakehouse.get("databases", ("bronze", "silver", "gold", "ops"))),
+            databases=tuple(lakehouse.get("databases", ("bronze", "silver", "gold", "ops", "quarantine"))),
             spark=spark_settings,
             generator=_freeze(raw.get("generator", {})),
             bronze=_freeze(raw.get("bronze", {})),
+            silver=_freeze(raw.get("silver", {})),
+            privacy=_freeze(raw.get("privacy", {})),
             sources=MappingProxyType(sources),
         )
     except KeyError as exc:

@@ -46,6 +46,8 @@ from marketlake.tables import (
     table_location,
 )
 
+# Bronze is append-only and feeds silver incrementally through Delta's change data feed.
+CHANGE_FEED = "delta.enableChangeDataFeed"
 log = logging.getLogger(__name__)
 
 
@@ -204,7 +206,9 @@ def ingest_files(
     headers = csv_headers(spark, spec, new, user_files)  # unusable input fails before anything is written
     if location is None:  # every bronze table exists once ingestion ran, even while it has no files yet
         comment = f"bronze: {spec.domain}.{spec.entity} as landed, one row per source line"
-        location = create_table_if_missing(spark, table, bronze_schema(spec), [PARTITION_COLUMN], comment)
+        location = create_table_if_missing(
+            spark, table, bronze_schema(spec), [PARTITION_COLUMN], comment, {CHANGE_FEED: "true"}
+        )
         version = current_version(spark, location)
     if not new:
         return IngestReport(table, len(files), 0, seconds=time.perf_counter() - started)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pyspark.sql import Column, DataFrame
@@ -31,7 +31,22 @@ _REQUIRED_PARAMS = {
     "regex": ("column", "pattern"),
     "expression": ("expr",),
     "not_future": ("column",),
+    "references": ("column", "table"),
+    "unique": ("column",),
+    "status_order": ("group", "status_column", "time_column", "earlier", "later"),
 }
+CONTEXT_KINDS = ("references", "unique", "status_order")
+
+
+class QualityContext(Protocol):
+    """What rules that look beyond the row read: other silver tables, and this table's stored rows."""
+
+    def reference_keys(self, table: str, key: str) -> DataFrame | None:
+        """Distinct values of `key` in silver.<table> (and rows accepted for it earlier in this run); None when
+        the table does not exist yet."""
+
+    def existing(self, columns: Sequence[str]) -> DataFrame | None:
+        """These columns of the rows already stored for the table being checked; None when it does not exist."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +56,22 @@ class Rule:
     severity: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def context_column(self) -> str:
+        """The helper column a context rule's lookup adds (see with_quality)."""
+        return f"_ctx_{self.name}"
+
     def failed(self, now: datetime) -> Column:
-        """True when a row breaks the rule; never null."""
+        """True when a row breaks the rule; never null. Context kinds read the helper column with_quality added."""
         p = self.params
+        helper = F.col(self.context_column)
+        if self.kind == "references":
+            return F.col(f"`{p['column']}`").isNotNull() & helper.isNull()
+        if self.kind == "unique":
+            return F.coalesce(helper > 1, F.lit(False))
+        if self.kind == "status_order":
+            late = (F.col(p["status_column"]) == p["later"]) & (F.col(p["time_column"]) < helper)
+            return F.coalesce(late, F.lit(False))
         value = F.col(f"`{p['column']}`") if "column" in p else None
         if self.kind == "not_null":
             assert value is not None
@@ -104,8 +132,57 @@ def load_rules(path: Path) -> dict[str, tuple[Rule, ...]]:
     return parse_rules(raw)
 
 
-def with_quality(rules: Sequence[Rule], now: datetime) -> Callable[[DataFrame], DataFrame]:
-    """Add the names of failed quarantine rules and of failed warn rules, as two string arrays (empty = clean)."""
+def _with_context(
+    df: DataFrame, rules: Sequence[Rule], keys: Sequence[str], context: QualityContext | None
+) -> DataFrame:
+    """Add each context rule's helper column: a reference match flag, the number of keys holding a value, or the
+    time of the `earlier` status in the row's group."""
+    for rule in (r for r in rules if r.kind in CONTEXT_KINDS):
+        p, helper = rule.params, rule.context_column
+        if context is None:
+            raise ValueError(f"rule {rule.name} ({rule.kind}) needs a quality context")
+        if rule.kind == "references":
+            known = context.reference_keys(p["table"], p.get("key", p["column"]))
+            if known is None:
+                df = df.withColumn(helper, F.lit(None).cast("boolean"))
+                continue
+            matches = known.select(F.col(known.columns[0]).alias(helper + "_v")).distinct()
+            matches = matches.withColumn(helper, F.lit(True))
+            df = df.join(matches, F.col(p["column"]) == F.col(helper + "_v"), "left").drop(helper + "_v")
+        elif rule.kind == "unique":
+            column = p["column"]
+            owners = df.select(*keys, column)
+            stored = context.existing([*keys, column])
+            if stored is not None:
+                owners = owners.unionByName(stored)
+            counts = (
+                owners.where(F.col(column).isNotNull())
+                .groupBy(F.col(column).alias(helper + "_v"))
+                .agg(F.countDistinct(F.struct(*keys)).alias(helper))
+            )
+            df = df.join(counts, F.col(column) == F.col(helper + "_v"), "left").drop(helper + "_v")
+        else:
+            group, status, when = p["group"], p["status_column"], p["time_column"]
+            events = df.select(group, status, when)
+            stored = context.existing([group, status, when])
+            if stored is not None:
+                events = events.unionByName(stored)
+            earlier = (
+                events.where(F.col(status) == p["earlier"])
+                .groupBy(F.col(group).alias(helper + "_v"))
+                .agg(F.max(when).alias(helper))
+            )
+            df = df.join(earlier, F.col(group) == F.col(helper + "_v"), "left").drop(helper + "_v")
+    return df
+
+
+def with_quality(
+    rules: Sequence[Rule], now: datetime, keys: Sequence[str] = (), context: QualityContext | None = None
+) -> Callable[[DataFrame], DataFrame]:
+    """Add the names of failed quarantine rules and of failed warn rules, as two string arrays (empty = clean).
+
+    Rules of a context kind (references, unique, status_order) join what `context` provides; `keys` are the
+    table's natural key columns (for `unique`)."""
 
     def failures(severity: str) -> Column:
         named = [F.when(r.failed(now), F.lit(r.name)) for r in rules if r.severity == severity]
@@ -114,7 +191,11 @@ def with_quality(rules: Sequence[Rule], now: datetime) -> Callable[[DataFrame], 
         return F.filter(F.array(*named), lambda n: n.isNotNull())
 
     def _(df: DataFrame) -> DataFrame:
-        return df.withColumn(QUARANTINE_COLUMN, failures("quarantine")).withColumn(WARNINGS_COLUMN, failures("warn"))
+        columns = df.columns
+        checked = _with_context(df, rules, keys, context)
+        checked = checked.withColumn(QUARANTINE_COLUMN, failures("quarantine"))
+        checked = checked.withColumn(WARNINGS_COLUMN, failures("warn"))
+        return checked.select(*columns, QUARANTINE_COLUMN, WARNINGS_COLUMN)
 
     return _
 
@@ -123,17 +204,3 @@ def split_quarantine(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(rows to keep, rows to quarantine) of a frame that went through with_quality."""
     broken = F.size(QUARANTINE_COLUMN) > 0
     return checked.where(~broken), checked.where(broken)
-
-
-def rule_counts(checked: DataFrame, rules: Sequence[Rule]) -> DataFrame:
-    """Rows failing each rule (one pass): rule, severity, failed_rows, in the rules' order."""
-    aggregates = [
-        F.sum(
-            F.array_contains(QUARANTINE_COLUMN if r.severity == "quarantine" else WARNINGS_COLUMN, r.name).cast("long")
-        ).alias(f"r{i}")
-        for i, r in enumerate(rules)
-    ]
-    totals = checked.agg(*aggregates).first()
-    spark = checked.sparkSession
-    rows = [(r.name, r.severity, int(totals[f"r{i}"] or 0) if totals else 0) for i, r in enumerate(rules)]
-    return spark.createDataFrame(rows, "rule string, severity string, failed_rows long")

@@ -33,6 +33,38 @@ def bronze_summary(spark: SparkSession, database: str = "bronze") -> list[dict[s
     return rows
 
 
+def silver_summary(spark: SparkSession, runs_table: str = "ops.silver_runs") -> list[dict[str, object]]:
+    """Per silver table: rows stored now, and its accounting summed over every run so far (rows in + retried =
+    silver + quarantined must hold per run, so it holds for the sums)."""
+    if not spark.catalog.tableExists(runs_table):
+        return []
+    totals = (
+        spark.table(runs_table)
+        .groupBy("silver_table")
+        .agg(
+            F.count("*").alias("runs"),
+            F.sum("rows_in").alias("rows_in"),
+            F.sum("retried").alias("retried"),
+            F.sum("silver_rows").alias("to_silver"),
+            F.sum("quarantined").alias("quarantined"),
+            F.min(F.col("balanced").cast("int")).alias("balanced"),
+        )
+        .orderBy("silver_table")
+        .collect()
+    )
+    rows = []
+    for t in totals:
+        stored = (
+            spark.table(f"silver.{t['silver_table']}").count()
+            if spark.catalog.tableExists(f"silver.{t['silver_table']}")
+            else 0
+        )
+        row = t.asDict()
+        row["balanced"] = "yes" if row["balanced"] == 1 else "NO"
+        rows.append({"table": f"silver.{row.pop('silver_table')}", **row, "stored_rows": stored})
+    return rows
+
+
 def format_rows(rows: Sequence[dict[str, object]], columns: Sequence[str], fmt: str = "table") -> str:
     """Render rows as an aligned text table, JSON lines or CSV."""
     if fmt == "json":

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
 from marketlake.ingest import IngestReport
-from marketlake.tables import append, create_table_if_missing
+from marketlake.silver.build import TableRun
+from marketlake.tables import append, create_table_if_missing, delta_table, read_delta
 
 BRONZE_RUNS = "ops.bronze_ingest_runs"
 BRONZE_RUNS_SCHEMA = StructType(
@@ -46,3 +47,91 @@ def record_bronze_run(spark: SparkSession, run_id: str, started: datetime, repor
         for r in reports
     ]
     append(spark.createDataFrame(rows, BRONZE_RUNS_SCHEMA), BRONZE_RUNS)
+
+
+SILVER_RUNS = "ops.silver_runs"
+SILVER_RUNS_SCHEMA = (
+    "run_id string, run_started_at timestamp, domain string, mode string, start_date date, end_date date, "
+    "silver_table string, rows_in long, retried long, quarantined long, warned long, duplicates long, inserted long, "
+    "updated long, unchanged long, silver_rows long, balanced boolean, seconds double, "
+    "drift_columns map<string,long>, bronze_versions map<string,long>"
+)
+SILVER_RULES = "ops.silver_rule_counts"
+SILVER_RULES_SCHEMA = "run_id string, silver_table string, rule string, severity string, failed_rows long"
+SILVER_WATERMARKS = "ops.silver_watermarks"
+SILVER_WATERMARKS_SCHEMA = "silver_table string, bronze_table string, version long, run_id string, updated_at timestamp"
+
+
+def _ensure(spark: SparkSession, name: str, ddl: str, comment: str) -> str:
+    return create_table_if_missing(spark, name, spark.createDataFrame([], ddl).schema, comment=comment)
+
+
+def silver_watermarks(spark: SparkSession) -> dict[tuple[str, str], int]:
+    """(silver table, bronze table) -> the last bronze version processed into it."""
+    path = _ensure(
+        spark, SILVER_WATERMARKS, SILVER_WATERMARKS_SCHEMA, "ops: bronze version each silver table read up to"
+    )
+    rows = read_delta(spark, path).collect()
+    return {(r["silver_table"], r["bronze_table"]): int(r["version"]) for r in rows}
+
+
+def record_silver_run(
+    spark: SparkSession,
+    run_id: str,
+    started: datetime,
+    domain: str,
+    window: tuple[date, date] | None,
+    runs: Sequence[TableRun],
+) -> None:
+    """Per-table counts and per-rule counts of a run; for incremental runs also move the watermarks."""
+    start, end = window or (None, None)
+    mode = "range" if window else "incremental"
+    rows = [
+        (
+            run_id,
+            started,
+            domain,
+            mode,
+            start,
+            end,
+            r.table,
+            r.rows_in,
+            r.retried,
+            r.quarantined,
+            r.warned,
+            r.duplicates,
+            r.inserted,
+            r.updated,
+            r.unchanged,
+            r.silver_rows,
+            r.balanced,
+            r.seconds,
+            r.drift,
+            r.bronze_versions,
+        )
+        for r in runs
+    ]
+    runs_path = _ensure(spark, SILVER_RUNS, SILVER_RUNS_SCHEMA, "ops: one row per silver table per run")
+    spark.createDataFrame(rows, SILVER_RUNS_SCHEMA).write.format("delta").mode("append").save(runs_path)
+    rules = [(run_id, r.table, name, severity, n) for r in runs for name, severity, n in r.rule_counts]
+    rules_path = _ensure(spark, SILVER_RULES, SILVER_RULES_SCHEMA, "ops: rows failing each rule, per run and table")
+    spark.createDataFrame(rules, SILVER_RULES_SCHEMA).write.format("delta").mode("append").save(rules_path)
+    if window:
+        return
+    marks = [(r.table, bronze, version, run_id, started) for r in runs for bronze, version in r.bronze_versions.items()]
+    if not marks:
+        return
+    path = _ensure(
+        spark, SILVER_WATERMARKS, SILVER_WATERMARKS_SCHEMA, "ops: bronze version each silver table read up to"
+    )
+    (
+        delta_table(spark, path)
+        .alias("t")
+        .merge(
+            spark.createDataFrame(marks, SILVER_WATERMARKS_SCHEMA).alias("s"),
+            "t.silver_table = s.silver_table AND t.bronze_table = s.bronze_table",
+        )
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )

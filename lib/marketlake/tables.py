@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 def ensure_databases(spark: SparkSession, settings: Settings) -> None:
     """Create the layer databases (bronze, silver, gold, ops), each located under the lakehouse root."""
     for database in settings.databases:
+        if spark.catalog.databaseExists(database):
+            continue
         location = settings.database_location(database)
         spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}` LOCATION '{location}'")
 
@@ -33,6 +35,7 @@ def create_table_if_missing(
     schema: StructType,
     partition_by: Sequence[str] = (),
     comment: str | None = None,
+    properties: dict[str, str] | None = None,
 ) -> str:
     """Create an empty Delta table with an explicit schema, unless it already exists; returns its location.
 
@@ -43,6 +46,8 @@ def create_table_if_missing(
         builder = builder.partitionedBy(*partition_by)
     if comment:
         builder = builder.comment(comment)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
     builder.execute()
     return table_location(spark, name)
 

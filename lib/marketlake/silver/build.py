@@ -1,0 +1,479 @@
+"""Build a domain's silver tables from bronze: read what is new (or a landing-date range), conform, check the
+data-quality rules, quarantine what fails, deduplicate and MERGE the rest (latest event wins), and account for
+every row.
+
+Per table and run: rows in (+ retried) = silver (inserted + updated + unchanged + duplicates) + quarantined, where
+the Delta MERGE's own source-row metric is checked against our count of deduplicated rows.
+
+Incremental runs read bronze through Delta's change data feed from the version after the table's watermark;
+watermarks move only after every table of the domain is written, so a killed run is simply re-run (MERGE and the
+quarantine's insert-if-new make re-processing change nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from marketlake.config import Settings, SourceSpec
+from marketlake.errors import InputError
+from marketlake.quality import QUARANTINE_COLUMN, WARNINGS_COLUMN, QualityContext, Rule, with_quality
+from marketlake.silver import conform
+from marketlake.silver.privacy import protected_name
+from marketlake.silver.spec import PARSE_RULE, TableSpec
+from marketlake.silver.transforms import latest_per_key
+from marketlake.tables import create_table_if_missing, current_version, delta_table, merge_latest, read_delta
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_KEY = ("source_table", "_batch_id", "_source_file", "_line_no")
+QUARANTINE_SCHEMA = (
+    "run_id string, silver_table string, source_table string, _batch_id string, _landing_date date, "
+    "_source_file string, _line_no long, record string, failed_rules array<string>, warnings array<string>, "
+    "quarantined_at timestamp, resolved_run_id string, resolved_at timestamp"
+)
+STORED_LINEAGE = ("_source_entity", "_batch_id", "_landing_date", "_source_file", "_line_no", "_rescued_data")
+PAYLOAD_CONFORM: Mapping[str, Callable[[DataFrame, SourceSpec], DataFrame]] = {
+    "orders_shopify": conform.shopify_orders,
+    "orders_amazon": conform.amazon_orders,
+}
+
+
+@dataclass
+class TableRun:
+    """What one run did to one silver table."""
+
+    table: str
+    rows_in: int = 0
+    retried: int = 0
+    quarantined: int = 0
+    warned: int = 0
+    duplicates: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merge_source_rows: int = 0
+    seconds: float = 0.0
+    drift: dict[str, int] = field(default_factory=dict)
+    bronze_versions: dict[str, int] = field(default_factory=dict)
+    rule_counts: list[tuple[str, str, int]] = field(default_factory=list)
+
+    @property
+    def silver_rows(self) -> int:
+        return self.inserted + self.updated + self.unchanged + self.duplicates
+
+    @property
+    def balanced(self) -> bool:
+        deduplicated = self.rows_in + self.retried - self.quarantined - self.duplicates
+        return self.rows_in + self.retried == self.silver_rows + self.quarantined and (
+            deduplicated == self.merge_source_rows
+        )
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    run_id: str
+    now: datetime
+    pii_key: bytes
+    fx_usd: Mapping[str, float]
+    start: date | None = None
+    end: date | None = None
+
+    @property
+    def incremental(self) -> bool:
+        return self.start is None
+
+
+def conform_table(
+    spec: TableSpec,
+    sources: Mapping[str, SourceSpec],
+    inputs: Mapping[str, DataFrame],
+    products: DataFrame | None,
+    options: BuildOptions,
+) -> DataFrame:
+    """Bronze rows of each source entity -> the table's conformed rows (platform orders need the products, by SKU)."""
+    if spec.conform == "platform_orders":
+        payloads = [PAYLOAD_CONFORM[e](df, sources[e]) for e, df in inputs.items()]
+        return conform.standard_orders(payloads, products, options.fx_usd, options.pii_key)
+    ((entity, df),) = inputs.items()
+    return df.transform(conform.conform_columns(sources[entity], spec.columns, options.pii_key))
+
+
+def check(
+    spec: TableSpec, rules: Sequence[Rule], now: datetime, context: QualityContext
+) -> Callable[[DataFrame], DataFrame]:
+    """The table's rules on conformed rows; an unreadable line fails only `record_parseable`, not every field."""
+
+    def _(rows: DataFrame) -> DataFrame:
+        checked = rows.transform(with_quality(rules, now, spec.key, context))
+        unparseable = F.array(F.lit(PARSE_RULE.name))
+        failures = F.when(F.col("_parseable").isNull(), unparseable).otherwise(F.col(QUARANTINE_COLUMN))
+        return checked.withColumns({QUARANTINE_COLUMN: failures, "silver_table": F.lit(spec.table)})
+
+    return _
+
+
+class _Context:
+    """Quality context of one table: silver tables by location, and the table's own stored rows."""
+
+    def __init__(self, builder: DomainBuilder, spec: TableSpec) -> None:
+        self.builder, self.spec = builder, spec
+
+    def reference_keys(self, table: str, key: str) -> DataFrame | None:
+        return self.builder.silver(table, [key])
+
+    def existing(self, columns: Sequence[str]) -> DataFrame | None:
+        return self.builder.silver(self.spec.table, columns)
+
+
+class DomainBuilder:
+    """Builds the silver tables of one domain, in spec order, for one run."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        domain: str,
+        specs: Sequence[TableSpec],
+        rules: Mapping[str, tuple[Rule, ...]],
+        options: BuildOptions,
+        watermarks: Mapping[tuple[str, str], int],
+    ) -> None:
+        self.spark, self.settings, self.domain = spark, settings, domain
+        self.specs, self.rules, self.options = specs, rules, options
+        self.watermarks = watermarks
+        self.sources = settings.domain_sources(domain)
+        self.accepted: dict[str, DataFrame] = {}
+        self.changed: dict[str, bool] = {}
+
+    # ---- locations -------------------------------------------------------------------------------------------
+    def path(self, database: str, table: str) -> str:
+        return str(Path(self.settings.database_location(database)) / table)
+
+    def is_table(self, path: str) -> bool:
+        return bool(DeltaTable.isDeltaTable(self.spark, path))
+
+    def silver(self, table: str, columns: Sequence[str]) -> DataFrame | None:
+        """These columns of silver.<table> (PII columns by their protected name), or None if it does not exist."""
+        path = self.path("silver", table)
+        if not self.is_table(path):
+            return None
+        df = read_delta(self.spark, path)
+        return df.select(*columns) if all(c in df.columns for c in columns) else None
+
+    @property
+    def quarantine_table(self) -> str:
+        return f"quarantine.{self.domain}"
+
+    # ---- reading bronze --------------------------------------------------------------------------------------
+    def bronze(self, spec: TableSpec, entity: str) -> tuple[DataFrame, int]:
+        """The bronze rows this run processes for one source entity, and the bronze version they were read at."""
+        table = f"{self.domain}_{entity}"
+        path = self.path("bronze", table)
+        if not self.is_table(path):
+            raise InputError(
+                f"bronze.{table} does not exist: run jobs/bronze_ingest.py --domain {self.domain} before silver"
+            )
+        version = current_version(self.spark, path)
+        o = self.options
+        if not o.incremental:
+            assert o.start is not None and o.end is not None
+            dates = F.col("_landing_date").between(o.start.isoformat(), o.end.isoformat())
+            return read_delta(self.spark, path, version).where(dates), version
+        done = self.watermarks.get((spec.table, f"bronze.{table}"), -1)
+        if done < 0:
+            return read_delta(self.spark, path, version), version
+        if done >= version:
+            return read_delta(self.spark, path, version).limit(0), version
+        changes = (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", done + 1)
+            .option("endingVersion", version)
+            .load(path)
+        )
+        meta = ["_change_type", "_commit_version", "_commit_timestamp"]
+        inserted = changes.where("_change_type = 'insert'").drop(*meta)
+        removed = changes.where("_change_type = 'delete'").select(*QUARANTINE_KEY[1:])
+        # bronze only appends, except a RESTORE that undid a failed ingest: its removals cancel those rows
+        return inserted.join(removed, list(QUARANTINE_KEY[1:]), "left_anti"), version
+
+    def retries(self, spec: TableSpec, rules: Sequence[Rule], entity: str, fresh: DataFrame) -> DataFrame | None:
+        """Bronze rows of `entity` quarantined earlier only for unknown references (a parent that had not arrived
+        yet), to check again now; rows this run reads anyway are left out."""
+        references = [r for r in rules if r.kind == "references"]
+        names = [r.name for r in references]
+        path = self.path("quarantine", self.domain)
+        if not names or not self.is_table(path):
+            return None
+        ours = {s.table for s in self.specs}
+        parents = {str(r.params["table"]) for r in references}
+        if not any(self.changed.get(p, False) or p not in ours for p in parents):
+            return None  # no parent got new rows in this run: what failed before fails again
+        listed = ", ".join(f"'{n}'" for n in names)
+        waiting = (
+            read_delta(self.spark, path)
+            .where(
+                (F.col("silver_table") == spec.table)
+                & (F.col("source_table") == f"bronze.{self.domain}_{entity}")
+                & F.col("resolved_run_id").isNull()
+                & F.expr(f"forall(failed_rules, r -> r IN ({listed}))")
+            )
+            .select(*QUARANTINE_KEY[1:], "_landing_date")
+        )
+        dates = [r[0] for r in waiting.select("_landing_date").distinct().collect()]
+        if not dates:
+            return None
+        keys = list(QUARANTINE_KEY[1:])
+        bronze = read_delta(self.spark, self.path("bronze", f"{self.domain}_{entity}"))
+        again = bronze.where(F.col("_landing_date").isin(dates)).join(waiting.drop("_landing_date"), keys, "left_semi")
+        return again.join(fresh.select(*keys), keys, "left_anti")
+
+    # ---- conform ---------------------------------------------------------------------------------------------
+    def conformed(self, spec: TableSpec, inputs: Mapping[str, DataFrame]) -> DataFrame:
+        products = self.silver("commerce_products", ["sku", "product_id"]) if spec.conform else None
+        return conform_table(spec, self.sources, inputs, products, self.options)
+
+    def stored_columns(self, spec: TableSpec, df: DataFrame) -> list[Column]:
+        """What silver keeps: the table's columns (raw PII replaced by its protected form), event date, warnings,
+        lineage and drifted columns, and the run that wrote the row."""
+        pii = set(conform.ORDER_PII) if spec.conform == "platform_orders" else {c.name for c in spec.columns if c.pii}
+        protected = {protected_name(c, t) for c, t in conform.ORDER_PII.items()} if spec.conform else set()
+        protected |= {protected_name(c.name, c.pii) for c in spec.columns if c.pii}
+        internal = {
+            *STORED_LINEAGE,
+            "_raw_record",
+            "_parseable",
+            "_retry",
+            "silver_table",
+            QUARANTINE_COLUMN,
+            WARNINGS_COLUMN,
+        }
+        own = [
+            c
+            for c in df.columns
+            if c not in pii and c not in protected and c not in internal and not c.startswith("_raw_")
+        ]
+        out: list[Column] = [F.col(c) for c in own] + [F.col(c) for c in sorted(protected)]
+        if spec.event_date:
+            out.append(F.to_date(spec.event_date).alias("event_date"))
+        out += [F.col(WARNINGS_COLUMN).alias("_dq_warnings"), *[F.col(c) for c in STORED_LINEAGE]]
+        out.append(F.lit(self.options.run_id).alias("_run_id"))
+        return out
+
+    # ---- writing ---------------------------------------------------------------------------------------------
+    def ensure(self, database: str, table: str, schema: StructType, partition: bool, comment: str) -> str:
+        path = self.path(database, table)
+        if not self.is_table(path):
+            create_table_if_missing(
+                self.spark, f"{database}.{table}", schema, ["event_date"] if partition else [], comment
+            )
+        return path
+
+    def quarantine(self, failed: DataFrame, resolved: DataFrame) -> None:
+        """Insert newly failed rows (a row quarantined before is not added again) and mark retried rows that now
+        pass as resolved by this run."""
+        schema = self.spark.createDataFrame([], QUARANTINE_SCHEMA).schema
+        path = self.ensure("quarantine", self.domain, schema, False, f"quarantine: rejected {self.domain} records")
+        o = self.options
+        now = F.lit(o.now).cast("timestamp")
+        rows = failed.select(
+            F.lit(o.run_id).alias("run_id"),
+            "silver_table",
+            F.concat(F.lit(f"bronze.{self.domain}_"), F.col("_source_entity")).alias("source_table"),
+            "_batch_id",
+            "_landing_date",
+            "_source_file",
+            "_line_no",
+            F.col("_raw_record").alias("record"),
+            F.col(QUARANTINE_COLUMN).alias("failed_rules"),
+            F.col(WARNINGS_COLUMN).alias("warnings"),
+            now.alias("quarantined_at"),
+            F.lit(None).cast("string").alias("resolved_run_id"),
+            F.lit(None).cast("timestamp").alias("resolved_at"),
+            F.lit(True).alias("_failed"),
+        )
+        fixed = resolved.select(
+            F.concat(F.lit(f"bronze.{self.domain}_"), F.col("_source_entity")).alias("source_table"),
+            "_batch_id",
+            "_source_file",
+            "_line_no",
+            F.lit(False).alias("_failed"),
+        )
+        source = rows.unionByName(fixed, allowMissingColumns=True)
+        on = " AND ".join(f"t.{k} = s.{k}" for k in QUARANTINE_KEY)
+        (
+            delta_table(self.spark, path)
+            .alias("t")
+            .merge(source.alias("s"), on)
+            .whenMatchedUpdate(
+                condition="NOT s._failed AND t.resolved_run_id IS NULL",
+                set={"resolved_run_id": F.lit(o.run_id), "resolved_at": now},
+            )
+            .whenNotMatchedInsert(condition="s._failed", values={c: F.col(f"s.{c}") for c in schema.fieldNames()})
+            .execute()
+        )
+
+    def upsert(self, spec: TableSpec, rows: DataFrame, run: TableRun) -> DataFrame:
+        """Deduplicate (latest per key) and MERGE into the silver table; returns the deduplicated rows."""
+        latest = rows.transform(latest_per_key(spec.key, spec.event_time)).persist(StorageLevel.MEMORY_AND_DISK)
+        distinct = latest.count()
+        path = self.ensure(
+            "silver", spec.table, latest.schema, bool(spec.event_date), f"silver: {spec.domain}.{spec.name}"
+        )
+        result = merge_latest(latest, path, spec.key, spec.event_time)
+        run.merge_source_rows = result.source_rows
+        run.inserted, run.updated, run.unchanged = result.inserted, result.updated, result.unchanged
+        run.duplicates = run.rows_in + run.retried - run.quarantined - distinct
+        return latest
+
+    # ---- one table -------------------------------------------------------------------------------------------
+    def build_table(self, spec: TableSpec) -> TableRun:
+        clock = time.perf_counter()
+        run = TableRun(spec.table)
+        if spec.rebuild:
+            self.rebuild(spec, run)
+        elif spec.derived:
+            self.derive(spec, run)
+        else:
+            self.load(spec, run)
+        run.seconds = round(time.perf_counter() - clock, 2)
+        return run
+
+    def load(self, spec: TableSpec, run: TableRun) -> None:
+        rules = self.rules[spec.table]
+        inputs: dict[str, DataFrame] = {}
+        for entity in spec.sources:
+            fresh, version = self.bronze(spec, entity)
+            run.bronze_versions[f"bronze.{self.domain}_{entity}"] = version
+            retry = self.retries(spec, rules, entity, fresh)
+            frame = fresh.withColumn("_retry", F.lit(False))
+            if retry is not None:
+                frame = frame.unionByName(retry.withColumn("_retry", F.lit(True)))
+            inputs[entity] = frame
+        rows = self.conformed(spec, inputs)
+        checked = rows.transform(check(spec, rules, self.options.now, _Context(self, spec)))
+        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            self.count(checked, rules, run)
+            if run.rows_in + run.retried == 0:
+                return
+            failed = F.size(QUARANTINE_COLUMN) > 0
+            if run.quarantined or run.retried:
+                self.quarantine(checked.where(failed), checked.where(~failed & F.col("_retry")))
+            accepted = checked.where(~failed)
+            latest = self.upsert(spec, accepted.select(*self.stored_columns(spec, accepted)), run)
+            if any(s.derived == spec.name and not s.rebuild for s in self.specs):
+                self.accepted[spec.name] = latest  # unpersisted by derive()
+            else:
+                latest.unpersist()
+        finally:
+            checked.unpersist()
+
+    def count(self, checked: DataFrame, rules: Sequence[Rule], run: TableRun) -> None:
+        """Rows in, retried, quarantined, warned and per-rule failures in one pass; drifted columns in another."""
+        failed = F.size(QUARANTINE_COLUMN) > 0
+        per_rule = [
+            F.sum(
+                F.array_contains(QUARANTINE_COLUMN if r.severity == "quarantine" else WARNINGS_COLUMN, r.name).cast(
+                    "long"
+                )
+            )
+            for r in rules
+        ]
+        totals = checked.agg(
+            F.sum((~F.col("_retry")).cast("long")),
+            F.sum(F.col("_retry").cast("long")),
+            F.sum(failed.cast("long")),
+            F.sum((~failed & (F.size(WARNINGS_COLUMN) > 0)).cast("long")),
+            *per_rule,
+        ).first()
+        values = [int(v or 0) for v in (totals or [])]
+        run.rows_in, run.retried, run.quarantined, run.warned = values[:4]
+        run.rule_counts = [(r.name, r.severity, n) for r, n in zip(rules, values[4:], strict=True)]
+        drifted = (
+            checked.where(F.col("_rescued_data").isNotNull())
+            .select(F.explode(F.map_keys(F.from_json("_rescued_data", "map<string,string>"))).alias("column"))
+            .groupBy("column")
+            .count()
+            .collect()
+        )
+        run.drift = {r["column"]: int(r["count"]) for r in drifted}
+
+    def derive(self, spec: TableSpec, run: TableRun) -> None:
+        """Order lines of the orders written in this run (an order's latest version wins, so do its lines)."""
+        orders = self.accepted.pop(str(spec.derived), None)
+        if orders is None:
+            return
+        lines = conform.order_lines(orders).select(
+            "*",
+            *([F.to_date(spec.event_date).alias("event_date")] if spec.event_date else []),
+            F.lit(self.options.run_id).alias("_run_id"),
+        )
+        run.rows_in = lines.count()
+        self.upsert(spec, lines, run).unpersist()
+        orders.unpersist()
+
+    def rebuild(self, spec: TableSpec, run: TableRun) -> None:
+        """Trend signals: recomputed from the whole silver telemetry table whenever it changed (caps and
+        per-creator baselines depend on all of it)."""
+        path = self.path("silver", spec.table)
+        if self.silver(f"{self.domain}_{spec.derived}", []) is None:
+            return
+        if self.is_table(path) and not self.changed.get(f"{self.domain}_{spec.derived}", False):
+            return
+        telemetry = read_delta(self.spark, self.path("silver", f"{self.domain}_{spec.derived}"))
+        signals = conform.trend_signals(telemetry).withColumn("_run_id", F.lit(self.options.run_id))
+        run.rows_in = telemetry.count()
+        (
+            signals.write.format("delta")
+            .mode("overwrite")
+            .option("overwriteSchema", "true")
+            .partitionBy("event_date")
+            .option("path", path)
+            .saveAsTable(spec.silver_table)
+        )
+        written = read_delta(self.spark, path).count()
+        run.inserted = written
+        run.merge_source_rows = written
+
+    def build(self) -> list[TableRun]:
+        runs = []
+        for spec in self.specs:
+            run = self.build_table(spec)
+            self.changed[spec.table] = bool(run.inserted or run.updated)
+            log.info(
+                "%-34s in %d (+%d retried) = silver %d (new %d, updated %d, unchanged %d, duplicates %d) "
+                "+ quarantined %d; warned %d (%.1f s)%s",
+                spec.silver_table,
+                run.rows_in,
+                run.retried,
+                run.silver_rows,
+                run.inserted,
+                run.updated,
+                run.unchanged,
+                run.duplicates,
+                run.quarantined,
+                run.warned,
+                run.seconds,
+                "" if run.balanced else "  UNBALANCED",
+            )
+            for column, n in sorted(run.drift.items()):
+                log.warning(
+                    "%s: %d rows carry column %r, not in the source contract (kept in _rescued_data)",
+                    spec.silver_table,
+                    n,
+                    column,
+                )
+            runs.append(run)
+        return runs
