@@ -379,15 +379,14 @@ def trend_signals(telemetry: DataFrame, percentile: float = 0.99) -> DataFrame:
     )
     engagement = F.col("likes_capped") + F.col("comments_capped") + F.col("shares_capped")
     hours = (F.col("observed_at").cast("long") - F.lag("observed_at").over(by_trend).cast("long")) / 3600.0
+    growth = F.try_divide(engagement - F.lag(engagement).over(by_trend), hours)  # null for a trend's first reading
     peak = F.max("velocity").over(so_far)
     peak_at = F.max_by(F.col("observed_at"), F.col("velocity")).over(so_far)
     mean = F.avg("comment_sentiment").over(by_creator)
     std = F.stddev_samp("comment_sentiment").over(by_creator)
     return df.select(
         "*",
-        F.greatest(F.lit(0.0), F.try_divide(engagement - F.lag(engagement).over(by_trend), hours)).alias(
-            "engagement_per_hour"
-        ),
+        F.when(growth.isNotNull(), F.greatest(F.lit(0.0), growth)).alias("engagement_per_hour"),
         peak.alias("velocity_peak_to_date"),
         F.try_divide(F.col("velocity"), peak).alias("decay_ratio"),
         ((F.col("observed_at").cast("long") - peak_at.cast("long")) / 3600.0).alias("hours_since_peak"),

@@ -1,0 +1,213 @@
+"""Silver steps on small explicit frames: platform payloads conform to one standard order, the keyed PII hash is
+HMAC-SHA256, trend signals, and the job's one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import datetime
+
+import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from marketlake.bronze import bronze_schema
+from marketlake.config import load_settings
+from marketlake.errors import ConfigError
+from marketlake.silver import conform
+from marketlake.silver.privacy import hmac_sha256, pii_key
+from tests.conftest import run_job
+
+KEY = b"test-key"
+FX = {"USD": 1.0, "EUR": 1.1}
+SOURCES = load_settings("local").sources["commerce"]
+NOW = datetime(2026, 3, 1)
+
+
+def bronze(spark: SparkSession, entity: str, record: dict[str, object]) -> DataFrame:
+    source = SOURCES[entity]
+    values = {k: v if isinstance(v, str) or v is None else json.dumps(v) for k, v in record.items()}
+    meta = {
+        "_batch_id": "b",
+        "_landing_date": NOW.date(),
+        "_source_file": f"f-{entity}",
+        "_source_size": 1,
+        "_line_no": 1,
+        "_ingest_ts": NOW,
+        "_source_format": "jsonl",
+        "_raw_record": json.dumps(record),
+    }
+    row = tuple({**meta, **values}.get(f.name) for f in bronze_schema(source).fields)
+    return spark.createDataFrame([row], bronze_schema(source)).withColumn("_retry", F.lit(False))
+
+
+SHOPIFY = {
+    "id": "4500000000123",
+    "name": "#1123",
+    "customer": {"id": "C1", "email": "Mia@Example.com", "first_name": "Mia", "last_name": "Chen", "phone": "+1-555"},
+    "email": "mia@example.com",
+    "total_price": "46.05",
+    "subtotal_price": "40.05",
+    "total_discounts": "9.95",
+    "currency": "EUR",
+    "line_items": [
+        {"sku": "SKU-A", "title": "Vase", "quantity": 1, "price": "30.06", "compare_at_price": "40.01"},
+        {"sku": "sku-b", "title": "Tote", "quantity": 3, "price": "3.33", "compare_at_price": "3.33"},
+    ],
+    "shipping_address": {"address1": "1 Oak St", "city": "Leeds", "zip": "LS1", "country_code": "gb"},
+    "financial_status": "paid",
+    "fulfillment_status": "fulfilled",
+    "created_at": "2026-02-01T10:00:00Z",
+    "updated_at": "2026-02-02T08:00:00Z",
+}
+AMAZON = {
+    "AmazonOrderId": "123-4567890-1234567",
+    "BuyerEmail": "mia@example.com ",
+    "BuyerInfo": {"BuyerName": "Mia Chen", "BuyerCustomerId": "C1"},
+    "OrderTotal": {"Amount": "46.05", "CurrencyCode": "EUR"},
+    "items": [
+        {
+            "SellerSKU": "SKU-A",
+            "Title": "Vase",
+            "QuantityOrdered": 1,
+            "ItemPrice": {"Amount": "30.06", "CurrencyCode": "EUR"},
+            "ListPrice": {"Amount": "40.01", "CurrencyCode": "EUR"},
+        },
+        {
+            "SellerSKU": "SKU-B",
+            "Title": "Tote",
+            "QuantityOrdered": 3,
+            "ItemPrice": {"Amount": "9.99", "CurrencyCode": "EUR"},
+            "ListPrice": {"Amount": "3.33", "CurrencyCode": "EUR"},
+        },
+    ],
+    "ShippingAddress": {
+        "AddressLine1": "1 Oak St",
+        "City": "Leeds",
+        "PostalCode": "LS1",
+        "CountryCode": "GB",
+        "Phone": "+1-555",
+    },
+    "SalesChannel": "Amazon.com",
+    "OrderStatus": "Shipped",
+    "PurchaseDate": "2026-02-01T10:00:00Z",
+    "LastUpdateDate": "2026-02-02T08:00:00Z",
+}
+# What identifies the payload on its platform, and what only one platform sends.
+PLATFORM_COLUMNS = ["order_id", "platform", "source_order_id", "order_number", "channel", "session_id", "device"]
+
+
+def test_two_platform_payloads_of_one_order_conform_to_the_same_standard_row(spark: SparkSession) -> None:
+    products = spark.createDataFrame([("SKU-A", "P1"), ("SKU-B", "P2")], "sku string, product_id string")
+    payloads = [
+        conform.shopify_orders(bronze(spark, "orders_shopify", SHOPIFY), SOURCES["orders_shopify"]),
+        conform.amazon_orders(bronze(spark, "orders_amazon", AMAZON), SOURCES["orders_amazon"]),
+    ]
+    orders = conform.standard_orders(payloads, products, FX, KEY)
+    internal = [c for c in orders.columns if c.startswith("_") or c in conform.ORDER_PII]
+    standard = orders.drop(*internal)
+    shopify = standard.where("platform = 'shopify'").drop(*PLATFORM_COLUMNS)
+    amazon = standard.where("platform = 'amazon'").drop(*PLATFORM_COLUMNS)
+    assert_df_equality(shopify, amazon)
+    row = shopify.first()
+    assert row is not None
+    assert (row["status"], row["currency"], str(row["order_total"]), str(row["subtotal"])) == (
+        "shipped",
+        "EUR",
+        "46.05",
+        "40.05",
+    )
+    assert (str(row["discount_total"]), str(row["shipping_total"]), str(row["order_total_usd"])) == (
+        "9.95",
+        "6.00",
+        "50.66",
+    )
+    assert [(li["product_id"], li["quantity"], str(li["unit_price"])) for li in row["lines"]] == [
+        ("P1", 1, "30.06"),
+        ("P2", 3, "3.33"),
+    ]
+    assert row["email_hash"] == hmac.new(KEY, b"mia@example.com", hashlib.sha256).hexdigest()
+    assert (row["customer_name_masked"], row["ship_postcode_masked"], row["ship_country"]) == ("M***", "L***", "GB")
+
+
+def test_the_keyed_hash_is_hmac_sha256(spark: SparkSession) -> None:
+    values = ["a@b.com", "ünïcode@例え.jp", "", None]
+    long_key = b"k" * 100  # keys longer than a block are hashed first (RFC 2104)
+    df = spark.createDataFrame([(v,) for v in values], "v string")
+    got = df.select(hmac_sha256(F.col("v"), KEY).alias("a"), hmac_sha256(F.col("v"), long_key).alias("b")).collect()
+    expected = [
+        (None, None)
+        if v is None
+        else tuple(hmac.new(k, v.encode(), hashlib.sha256).hexdigest() for k in (KEY, long_key))
+        for v in values
+    ]
+    assert [(r["a"], r["b"]) for r in got] == expected
+
+
+def test_the_pii_key_comes_from_the_environment_or_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    privacy = {"key_env": "ML_TEST_KEY", "allow_dev_key": False, "dev_key": "dev"}
+    monkeypatch.setenv("ML_TEST_KEY", "s3cret")
+    assert pii_key(privacy) == b"s3cret"
+    monkeypatch.delenv("ML_TEST_KEY")
+    assert pii_key({**privacy, "allow_dev_key": True}) == b"dev"
+    with pytest.raises(ConfigError, match="set the environment variable ML_TEST_KEY"):
+        pii_key(privacy)
+
+
+TELEMETRY = (
+    "event_id string, trend_id string, product_id string, creator_id string, platform string, views long, "
+    "likes long, comments long, shares long, engagement_velocity double, comment_sentiment double, "
+    "observed_at timestamp, event_date date"
+)
+
+
+def test_trend_signals_cap_spikes_and_use_only_the_past(spark: SparkSession) -> None:
+    day = NOW.date()
+    rows = [
+        ("e1", "T1", "P1", "C1", "reels", 100, 10, 1, 1, 10.0, 0.2, datetime(2026, 3, 1, 0), day),
+        ("e2", "T1", "P1", "C1", "reels", 200, 20, 2, 2, 40.0, 0.4, datetime(2026, 3, 1, 1), day),
+        ("e3", "T1", "P1", "C1", "reels", 9_000, 30, 3, 3, 400.0, 0.6, datetime(2026, 3, 1, 2), day),
+        ("e4", "T1", "P1", "C1", "reels", 300, 35, 3, 4, 20.0, 0.8, datetime(2026, 3, 1, 4), day),
+    ]
+    telemetry = spark.createDataFrame(rows, TELEMETRY)
+    signals = conform.trend_signals(telemetry, percentile=0.5).select(
+        "event_id",
+        "views_capped",
+        "velocity",
+        "bot_spike",
+        "engagement_per_hour",
+        "velocity_peak_to_date",
+        "decay_ratio",
+        "sentiment_z",
+    )
+    # p50 caps over the 4 rows: views 250, likes 25, comments and shares 2.5 (rounded to 3), velocity 30;
+    # engagement (likes + comments + shares, capped) 12, 24, 31, 31 over 1, 1 and 2 hours; sentiment z against the
+    # creator's mean and sample deviation so far
+    expected = spark.createDataFrame(
+        [
+            ("e1", 100, 10.0, False, None, 10.0, 1.0, None),
+            ("e2", 200, 30.0, True, 12.0, 30.0, 1.0, 0.7071067811865475),
+            ("e3", 250, 30.0, True, 7.0, 30.0, 1.0, 1.0),
+            ("e4", 250, 20.0, True, 0.0, 30.0, 2 / 3, 1.161895003862225),
+        ],
+        "event_id string, views_capped long, velocity double, bot_spike boolean, engagement_per_hour double, "
+        "velocity_peak_to_date double, decay_ratio double, sentiment_z double",
+    )
+    assert_approx_df_equality(signals, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--domain", "shop"], "error: unknown domain 'shop'"),
+        (["--domain", "all", "--start", "2026-03-05"], "error: give both --start and --end"),
+        (["--domain", "all", "--start", "2026-03-05", "--end", "2026-03-01"], "error: --start 2026-03-05 is after"),
+        (["--domain", "all", "--start", "2026-13-01", "--end", "2026-03-01"], "error: --start '2026-13-01' is not"),
+    ],
+)
+def test_user_mistakes_get_one_clear_line(args: list[str], message: str) -> None:
+    result = run_job("silver_build.py", *args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

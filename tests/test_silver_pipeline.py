@@ -1,0 +1,132 @@
+"""The silver job as a user runs it, over the bronze lakehouse the pipeline tests built: every row accounted for,
+re-runs change nothing, no raw PII in silver or gold, and a late parent releases the rows it held in quarantine.
+
+The tests share one lakehouse and run in file order (the last one ingests more bronze); the bronze tests that
+compare it with its twin run in an earlier module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from tests.conftest import run_job
+
+EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+PHONE = r"\+\d{1,3}-\d{3}-\d{3}-\d{4}"
+
+
+def tables(lh: Path, database: str) -> dict[str, str]:
+    root = lh / database
+    return {p.name: str(p) for p in sorted(root.iterdir()) if (p / "_delta_log").is_dir()} if root.is_dir() else {}
+
+
+def read(spark: SparkSession, path: str) -> DataFrame:
+    return spark.read.format("delta").load(path)
+
+
+def counts(spark: SparkSession, lh: Path) -> dict[str, int]:
+    out = {f"silver.{t}": read(spark, p).count() for t, p in tables(lh, "silver").items()}
+    for t, p in tables(lh, "quarantine").items():
+        q = read(spark, p)
+        out[f"quarantine.{t}"] = q.count()
+        out[f"quarantine.{t} open"] = q.where("resolved_run_id IS NULL").count()
+    return out
+
+
+def last_run(spark: SparkSession, lh: Path) -> DataFrame:
+    runs = read(spark, str(lh / "ops" / "silver_runs"))
+    latest = runs.groupBy("domain").agg(F.max("run_started_at").alias("run_started_at"))
+    return runs.join(latest, ["domain", "run_started_at"])
+
+
+def silver(lh: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_job("silver_build.py", "--master", "local[2]", *args, env={"MARKETLAKE_LAKEHOUSE": str(lh)})
+
+
+@pytest.fixture(scope="module")
+def lh(pipeline_runs: dict[str, Path]) -> Path:
+    lakehouse = pipeline_runs["lh-2"]
+    first = silver(lakehouse, "--domain", "all")
+    assert "balanced" in first.stdout and " NO " not in first.stdout, first.stdout
+    return lakehouse
+
+
+def test_every_bronze_row_lands_in_silver_or_quarantine(spark: SparkSession, lh: Path) -> None:
+    bronze_rows = sum(read(spark, p).count() for p in tables(lh, "bronze").values())
+    runs = last_run(spark, lh).collect()
+    assert runs and all(r["balanced"] for r in runs)
+    from_bronze = [r for r in runs if r["bronze_versions"]]
+    assert sum(r["rows_in"] for r in from_bronze) == bronze_rows
+    for r in runs:
+        assert (
+            r["rows_in"] + r["retried"]
+            == r["inserted"] + r["updated"] + r["unchanged"] + r["duplicates"] + r["quarantined"]
+        ), r
+    quarantined = sum(read(spark, p).count() for p in tables(lh, "quarantine").values())
+    assert quarantined == sum(r["quarantined"] for r in runs) > 0
+    stored = counts(spark, lh)
+    assert all(stored[f"silver.{r['silver_table']}"] == r["inserted"] for r in from_bronze if r["rows_in"])
+
+
+def test_rerunning_silver_changes_no_count(spark: SparkSession, lh: Path) -> None:
+    before = counts(spark, lh)
+    silver(lh, "--domain", "all")
+    assert counts(spark, lh) == before
+    assert all(r["inserted"] == r["updated"] == r["quarantined"] == 0 for r in last_run(spark, lh).collect())
+    silver(lh, "--domain", "all", "--start", "2026-02-01", "--end", "2026-03-31")
+    assert counts(spark, lh) == before
+    rerun = last_run(spark, lh).collect()
+    assert {r["mode"] for r in rerun} == {"range"}
+    assert all(r["inserted"] == r["updated"] == 0 and r["balanced"] for r in rerun)
+    assert sum(r["rows_in"] for r in rerun if r["bronze_versions"]) == sum(
+        read(spark, p).count() for p in tables(lh, "bronze").values()
+    )
+
+
+def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:
+    def hits(path: str) -> int:
+        df = read(spark, path)
+        text = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
+        return df.where(text.rlike(EMAIL) | text.rlike(PHONE)).count()
+
+    assert hits(tables(lh, "bronze")["exchange_users"]) > 0  # the scan finds raw PII where it is allowed
+    scanned = {**tables(lh, "silver"), **tables(lh, "gold")}
+    assert len(scanned) >= 15
+    assert {name: hits(path) for name, path in scanned.items()} == dict.fromkeys(scanned, 0)
+
+
+def test_a_late_parent_releases_the_rows_waiting_for_it(spark: SparkSession, lh: Path, tmp_path: Path) -> None:
+    quarantine = str(lh / "quarantine" / "exchange")
+    waiting = (
+        read(spark, quarantine)
+        .where("silver_table = 'exchange_trades' AND failed_rules = array('user_known')")
+        .select("record")
+        .first()
+    )
+    assert waiting is not None
+    trade = json.loads(waiting["record"])
+    user = {
+        "user_id": trade["user_id"],
+        "email": "late.parent@example.com",
+        "tier": "Basic",
+        "status": "active",
+        "registered_at": "2026-02-01T00:00:00Z",
+        "updated_at": "2026-02-01T00:00:00Z",
+    }
+    export = tmp_path / "late_users.jsonl"
+    export.write_text(json.dumps(user) + "\n")
+    env = {"MARKETLAKE_LAKEHOUSE": str(lh)}
+    run_job("bronze_ingest.py", "--domain", "exchange", "--entity", "users", "--source", str(export), env=env)
+    silver(lh, "--domain", "exchange")
+    trades = read(spark, str(lh / "silver" / "exchange_trades")).where(F.col("trade_id") == trade["trade_id"])
+    assert trades.count() == 1
+    released = read(spark, quarantine).where(F.col("record") == waiting["record"]).first()
+    assert released is not None and released["resolved_run_id"] is not None
+    run = last_run(spark, lh).where("silver_table = 'exchange_trades'").first()
+    assert run is not None and run["retried"] >= 1 and run["balanced"]
