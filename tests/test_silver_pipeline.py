@@ -72,6 +72,9 @@ def test_every_bronze_row_lands_in_silver_or_quarantine(spark: SparkSession, lh:
     assert quarantined == sum(r["quarantined"] for r in runs) > 0
     stored = counts(spark, lh)
     assert all(stored[f"silver.{r['silver_table']}"] == r["inserted"] for r in from_bronze if r["rows_in"])
+    drift = {r["silver_table"]: r["drift_columns"] for r in runs if r["drift_columns"]}
+    assert set(drift) == {"exchange_trades", "commerce_web_sessions"}  # the generator's drifting sources
+    assert drift["exchange_trades"]["liquidity"] > 0 and drift["commerce_web_sessions"]["utm_campaign"] > 0
 
 
 def test_rerunning_silver_changes_no_count(spark: SparkSession, lh: Path) -> None:

@@ -1,4 +1,4 @@
-"""Generator and bronze-ingest throughput at two scales (make bench; not part of make test).
+"""Generator, bronze-ingest and per-domain silver throughput at two scales (make bench; not part of make test).
 
 Each run is a fresh process, as a user runs it; rows/s are computed from the jobs' own counts and wall time.
 Each result prints as a JSON line and is appended to lakehouse/bench/throughput.jsonl.
@@ -17,6 +17,23 @@ from tests.conftest import REPO, run_job
 
 SCALES = (1, 5)
 DAYS = 7
+DOMAINS = ("exchange", "commerce", "trends")
+DERIVED = {"commerce_order_lines", "trends_trend_signals"}  # built from other silver tables, not from bronze
+SILVER_ROW = re.compile(r"^silver\.(\w+)\s+(\d+)\s+(\d+)", re.MULTILINE)
+
+
+def silver_throughput(lakehouse: Path) -> dict[str, object]:
+    """Each domain's silver build in its own process: bronze rows read per second of job wall time."""
+    result: dict[str, object] = {}
+    for domain in DOMAINS:
+        started = time.perf_counter()
+        out = run_job("silver_build.py", "--domain", domain, env={"MARKETLAKE_LAKEHOUSE": str(lakehouse)})
+        seconds = time.perf_counter() - started
+        rows = sum(int(m.group(2)) for m in SILVER_ROW.finditer(out.stdout) if m.group(1) not in DERIVED)
+        assert rows > 0 and " NO " not in out.stdout
+        result.update({f"silver_{domain}_rows": rows, f"silver_{domain}_s": round(seconds, 1)})
+        result[f"silver_{domain}_rows_per_s"] = round(rows / seconds)
+    return result
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -42,6 +59,7 @@ def test_generate_and_ingest_throughput(scale: int, tmp_path: Path) -> None:
         "ingest_s": round(ingest_s, 1),
         "ingest_rows_per_s": round(lines / ingest_s),
         "ingest_s_in_job": float(run_line.group(4)),
+        **silver_throughput(lakehouse),
     }
     print("\n" + json.dumps(result))
     out = REPO / "lakehouse" / "bench"

@@ -362,26 +362,25 @@ class DomainBuilder:
                 frame = frame.unionByName(retry.withColumn("_retry", F.lit(True)))
             inputs[entity] = frame
         rows = self.conformed(spec, inputs)
-        checked = rows.transform(check(spec, rules, self.options.now, _Context(self, spec)))
-        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            self.count(checked, rules, run)
-            if run.rows_in + run.retried == 0:
-                return
-            failed = F.size(QUARANTINE_COLUMN) > 0
-            if run.quarantined or run.retried:
-                self.quarantine(checked.where(failed), checked.where(~failed & F.col("_retry")))
-            accepted = checked.where(~failed)
-            latest = self.upsert(spec, accepted.select(*self.stored_columns(spec, accepted)), run)
-            if any(s.derived == spec.name and not s.rebuild for s in self.specs):
-                self.accepted[spec.name] = latest  # unpersisted by derive()
-            else:
-                latest.unpersist()
-        finally:
-            checked.unpersist()
+        # Checkpointed, not cached: writing the quarantine or silver tables it read would drop a cache, and a
+        # recomputation would see the new state (a released row no longer waiting, a key already stored).
+        checked = rows.transform(check(spec, rules, self.options.now, _Context(self, spec))).localCheckpoint()
+        self.count(checked, rules, run)
+        if run.rows_in + run.retried == 0:
+            return
+        failed = F.size(QUARANTINE_COLUMN) > 0
+        if run.quarantined or run.retried:
+            self.quarantine(checked.where(failed), checked.where(~failed & F.col("_retry")))
+        accepted = checked.where(~failed)
+        latest = self.upsert(spec, accepted.select(*self.stored_columns(spec, accepted)), run)
+        if any(s.derived == spec.name and not s.rebuild for s in self.specs):
+            self.accepted[spec.name] = latest  # unpersisted by derive()
+        else:
+            latest.unpersist()
 
     def count(self, checked: DataFrame, rules: Sequence[Rule], run: TableRun) -> None:
-        """Rows in, retried, quarantined, warned and per-rule failures in one pass; drifted columns in another."""
+        """Rows in, retried, quarantined, warned and per-rule failures in one pass; drifted columns (if any) in
+        another."""
         failed = F.size(QUARANTINE_COLUMN) > 0
         per_rule = [
             F.sum(
@@ -396,11 +395,14 @@ class DomainBuilder:
             F.sum(F.col("_retry").cast("long")),
             F.sum(failed.cast("long")),
             F.sum((~failed & (F.size(WARNINGS_COLUMN) > 0)).cast("long")),
+            F.count("_rescued_data"),
             *per_rule,
         ).first()
         values = [int(v or 0) for v in (totals or [])]
-        run.rows_in, run.retried, run.quarantined, run.warned = values[:4]
-        run.rule_counts = [(r.name, r.severity, n) for r, n in zip(rules, values[4:], strict=True)]
+        run.rows_in, run.retried, run.quarantined, run.warned, drifting = values[:5]
+        run.rule_counts = [(r.name, r.severity, n) for r, n in zip(rules, values[5:], strict=True)]
+        if not drifting:
+            return
         drifted = (
             checked.where(F.col("_rescued_data").isNotNull())
             .select(F.explode(F.map_keys(F.from_json("_rescued_data", "map<string,string>"))).alias("column"))
