@@ -74,6 +74,14 @@ def run_job(job: str, *args: str, env: dict[str, str] | None = None, check: bool
     return result
 
 
+def delta_tables(lakehouse: Path, database: str) -> dict[str, str]:
+    """The Delta tables under <lakehouse>/<database>, by name -> path (read by path, without the catalog)."""
+    root = lakehouse / database
+    if not root.is_dir():
+        return {}
+    return {p.name: str(p) for p in sorted(root.iterdir()) if (p / "_delta_log").is_dir()}
+
+
 GEN_ARGS = ("--scale", "0.1", "--days", "4", "--seed", "7", "--start", "2026-03-01")
 
 

@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tests.conftest import run_job
+from tests.conftest import delta_tables, run_job
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def landing_bytes(root: Path) -> dict[str, bytes]:
 
 
 def bronze_tables(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "bronze").iterdir() if (p / "_delta_log").is_dir())
+    return sorted(delta_tables(root, "bronze"))
 
 
 def bronze_rows(spark: SparkSession, root: Path, table: str) -> DataFrame:

@@ -15,24 +15,23 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tests.conftest import run_job
+from tests.conftest import delta_tables, run_job
 
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PHONE = r"\+\d{1,3}-\d{3}-\d{3}-\d{4}"
-
-
-def tables(lh: Path, database: str) -> dict[str, str]:
-    root = lh / database
-    return {p.name: str(p) for p in sorted(root.iterdir()) if (p / "_delta_log").is_dir()} if root.is_dir() else {}
 
 
 def read(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(path)
 
 
+def bronze_total(spark: SparkSession, lh: Path) -> int:
+    return sum(read(spark, p).count() for p in delta_tables(lh, "bronze").values())
+
+
 def counts(spark: SparkSession, lh: Path) -> dict[str, int]:
-    out = {f"silver.{t}": read(spark, p).count() for t, p in tables(lh, "silver").items()}
-    for t, p in tables(lh, "quarantine").items():
+    out = {f"silver.{t}": read(spark, p).count() for t, p in delta_tables(lh, "silver").items()}
+    for t, p in delta_tables(lh, "quarantine").items():
         q = read(spark, p)
         out[f"quarantine.{t}"] = q.count()
         out[f"quarantine.{t} open"] = q.where("resolved_run_id IS NULL").count()
@@ -58,7 +57,7 @@ def lh(pipeline_runs: dict[str, Path]) -> Path:
 
 
 def test_every_bronze_row_lands_in_silver_or_quarantine(spark: SparkSession, lh: Path) -> None:
-    bronze_rows = sum(read(spark, p).count() for p in tables(lh, "bronze").values())
+    bronze_rows = bronze_total(spark, lh)
     runs = last_run(spark, lh).collect()
     assert runs and all(r["balanced"] for r in runs)
     from_bronze = [r for r in runs if r["bronze_versions"]]
@@ -68,7 +67,7 @@ def test_every_bronze_row_lands_in_silver_or_quarantine(spark: SparkSession, lh:
             r["rows_in"] + r["retried"]
             == r["inserted"] + r["updated"] + r["unchanged"] + r["duplicates"] + r["quarantined"]
         ), r
-    quarantined = sum(read(spark, p).count() for p in tables(lh, "quarantine").values())
+    quarantined = sum(read(spark, p).count() for p in delta_tables(lh, "quarantine").values())
     assert quarantined == sum(r["quarantined"] for r in runs) > 0
     stored = counts(spark, lh)
     assert all(stored[f"silver.{r['silver_table']}"] == r["inserted"] for r in from_bronze if r["rows_in"])
@@ -87,9 +86,7 @@ def test_rerunning_silver_changes_no_count(spark: SparkSession, lh: Path) -> Non
     rerun = last_run(spark, lh).collect()
     assert {r["mode"] for r in rerun} == {"range"}
     assert all(r["inserted"] == r["updated"] == 0 and r["balanced"] for r in rerun)
-    assert sum(r["rows_in"] for r in rerun if r["bronze_versions"]) == sum(
-        read(spark, p).count() for p in tables(lh, "bronze").values()
-    )
+    assert sum(r["rows_in"] for r in rerun if r["bronze_versions"]) == bronze_total(spark, lh)
 
 
 def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:
@@ -98,8 +95,8 @@ def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) 
         text = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
         return df.where(text.rlike(EMAIL) | text.rlike(PHONE)).count()
 
-    assert hits(tables(lh, "bronze")["exchange_users"]) > 0  # the scan finds raw PII where it is allowed
-    scanned = {**tables(lh, "silver"), **tables(lh, "gold")}
+    assert hits(delta_tables(lh, "bronze")["exchange_users"]) > 0  # the scan finds raw PII where it is allowed
+    scanned = {**delta_tables(lh, "silver"), **delta_tables(lh, "gold")}
     assert len(scanned) >= 15
     assert {name: hits(path) for name, path in scanned.items()} == dict.fromkeys(scanned, 0)
 

@@ -132,47 +132,46 @@ def load_rules(path: Path) -> dict[str, tuple[Rule, ...]]:
     return parse_rules(raw)
 
 
+def _lookup(rule: Rule, df: DataFrame, keys: Sequence[str], context: QualityContext) -> tuple[str, DataFrame | None]:
+    """A context rule's lookup: the row column it matches, and a frame from that column's value (in
+    `<helper>_v`) to the helper column; None when there is nothing to look in (every reference is unknown)."""
+    p, helper, value = rule.params, rule.context_column, rule.context_column + "_v"
+
+    def with_stored(columns: list[str]) -> DataFrame:
+        """These columns of the batch and of the rows already stored."""
+        stored = context.existing(columns)
+        batch = df.select(*columns)
+        return batch if stored is None else batch.unionByName(stored)
+
+    if rule.kind == "references":
+        known = context.reference_keys(p["table"], p.get("key", p["column"]))
+        if known is None:
+            return p["column"], None
+        matches = known.select(F.col(known.columns[0]).alias(value)).distinct()
+        return p["column"], matches.withColumn(helper, F.lit(True))
+    if rule.kind == "unique":
+        column = p["column"]
+        owners = with_stored([*keys, column]).where(F.col(column).isNotNull())
+        return column, owners.groupBy(F.col(column).alias(value)).agg(F.countDistinct(F.struct(*keys)).alias(helper))
+    group, status, when = p["group"], p["status_column"], p["time_column"]
+    earlier = with_stored([group, status, when]).where(F.col(status) == p["earlier"])
+    return group, earlier.groupBy(F.col(group).alias(value)).agg(F.max(when).alias(helper))
+
+
 def _with_context(
     df: DataFrame, rules: Sequence[Rule], keys: Sequence[str], context: QualityContext | None
 ) -> DataFrame:
     """Add each context rule's helper column: a reference match flag, the number of keys holding a value, or the
     time of the `earlier` status in the row's group."""
     for rule in (r for r in rules if r.kind in CONTEXT_KINDS):
-        p, helper = rule.params, rule.context_column
         if context is None:
             raise ValueError(f"rule {rule.name} ({rule.kind}) needs a quality context")
-        if rule.kind == "references":
-            known = context.reference_keys(p["table"], p.get("key", p["column"]))
-            if known is None:
-                df = df.withColumn(helper, F.lit(None).cast("boolean"))
-                continue
-            matches = known.select(F.col(known.columns[0]).alias(helper + "_v")).distinct()
-            matches = matches.withColumn(helper, F.lit(True))
-            df = df.join(matches, F.col(p["column"]) == F.col(helper + "_v"), "left").drop(helper + "_v")
-        elif rule.kind == "unique":
-            column = p["column"]
-            owners = df.select(*keys, column)
-            stored = context.existing([*keys, column])
-            if stored is not None:
-                owners = owners.unionByName(stored)
-            counts = (
-                owners.where(F.col(column).isNotNull())
-                .groupBy(F.col(column).alias(helper + "_v"))
-                .agg(F.countDistinct(F.struct(*keys)).alias(helper))
-            )
-            df = df.join(counts, F.col(column) == F.col(helper + "_v"), "left").drop(helper + "_v")
+        column, lookup = _lookup(rule, df, keys, context)
+        helper = rule.context_column
+        if lookup is None:
+            df = df.withColumn(helper, F.lit(None).cast("boolean"))
         else:
-            group, status, when = p["group"], p["status_column"], p["time_column"]
-            events = df.select(group, status, when)
-            stored = context.existing([group, status, when])
-            if stored is not None:
-                events = events.unionByName(stored)
-            earlier = (
-                events.where(F.col(status) == p["earlier"])
-                .groupBy(F.col(group).alias(helper + "_v"))
-                .agg(F.max(when).alias(helper))
-            )
-            df = df.join(earlier, F.col(group) == F.col(helper + "_v"), "left").drop(helper + "_v")
+            df = df.join(lookup, F.col(column) == F.col(helper + "_v"), "left").drop(helper + "_v")
     return df
 
 

@@ -66,11 +66,14 @@ def _ensure(spark: SparkSession, name: str, ddl: str, comment: str) -> str:
     return create_table_if_missing(spark, name, spark.createDataFrame([], ddl).schema, comment=comment)
 
 
+def _watermarks(spark: SparkSession) -> str:
+    comment = "ops: bronze version each silver table read up to"
+    return _ensure(spark, SILVER_WATERMARKS, SILVER_WATERMARKS_SCHEMA, comment)
+
+
 def silver_watermarks(spark: SparkSession) -> dict[tuple[str, str], int]:
     """(silver table, bronze table) -> the last bronze version processed into it."""
-    path = _ensure(
-        spark, SILVER_WATERMARKS, SILVER_WATERMARKS_SCHEMA, "ops: bronze version each silver table read up to"
-    )
+    path = _watermarks(spark)
     rows = read_delta(spark, path).collect()
     return {(r["silver_table"], r["bronze_table"]): int(r["version"]) for r in rows}
 
@@ -121,9 +124,7 @@ def record_silver_run(
     marks = [(r.table, bronze, version, run_id, started) for r in runs for bronze, version in r.bronze_versions.items()]
     if not marks:
         return
-    path = _ensure(
-        spark, SILVER_WATERMARKS, SILVER_WATERMARKS_SCHEMA, "ops: bronze version each silver table read up to"
-    )
+    path = _watermarks(spark)
     (
         delta_table(spark, path)
         .alias("t")

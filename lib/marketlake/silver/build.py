@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
@@ -27,7 +26,14 @@ from pyspark.sql.types import StructType
 
 from marketlake.config import Settings, SourceSpec
 from marketlake.errors import InputError
-from marketlake.quality import QUARANTINE_COLUMN, WARNINGS_COLUMN, QualityContext, Rule, with_quality
+from marketlake.quality import (
+    QUARANTINE_COLUMN,
+    WARNINGS_COLUMN,
+    QualityContext,
+    Rule,
+    split_quarantine,
+    with_quality,
+)
 from marketlake.silver import conform
 from marketlake.silver.privacy import protected_name
 from marketlake.silver.spec import PARSE_RULE, TableSpec
@@ -158,7 +164,7 @@ class DomainBuilder:
 
     # ---- locations -------------------------------------------------------------------------------------------
     def path(self, database: str, table: str) -> str:
-        return str(Path(self.settings.database_location(database)) / table)
+        return str(self.settings.database_location(database) / table)
 
     def is_table(self, path: str) -> bool:
         return bool(DeltaTable.isDeltaTable(self.spark, path))
@@ -170,10 +176,6 @@ class DomainBuilder:
             return None
         df = read_delta(self.spark, path)
         return df.select(*columns) if all(c in df.columns for c in columns) else None
-
-    @property
-    def quarantine_table(self) -> str:
-        return f"quarantine.{self.domain}"
 
     # ---- reading bronze --------------------------------------------------------------------------------------
     def bronze(self, spec: TableSpec, entity: str) -> tuple[DataFrame, int]:
@@ -247,9 +249,8 @@ class DomainBuilder:
     def stored_columns(self, spec: TableSpec, df: DataFrame) -> list[Column]:
         """What silver keeps: the table's columns (raw PII replaced by its protected form), event date, warnings,
         lineage and drifted columns, and the run that wrote the row."""
-        pii = set(conform.ORDER_PII) if spec.conform == "platform_orders" else {c.name for c in spec.columns if c.pii}
-        protected = {protected_name(c, t) for c, t in conform.ORDER_PII.items()} if spec.conform else set()
-        protected |= {protected_name(c.name, c.pii) for c in spec.columns if c.pii}
+        pii = conform.ORDER_PII if spec.conform else {c.name: c.pii for c in spec.columns if c.pii}
+        protected = {protected_name(c, t) for c, t in pii.items()}
         internal = {
             *STORED_LINEAGE,
             "_raw_record",
@@ -368,10 +369,9 @@ class DomainBuilder:
         self.count(checked, rules, run)
         if run.rows_in + run.retried == 0:
             return
-        failed = F.size(QUARANTINE_COLUMN) > 0
+        accepted, failed = split_quarantine(checked)
         if run.quarantined or run.retried:
-            self.quarantine(checked.where(failed), checked.where(~failed & F.col("_retry")))
-        accepted = checked.where(~failed)
+            self.quarantine(failed, accepted.where(F.col("_retry")))
         latest = self.upsert(spec, accepted.select(*self.stored_columns(spec, accepted)), run)
         if any(s.derived == spec.name and not s.rebuild for s in self.specs):
             self.accepted[spec.name] = latest  # unpersisted by derive()
@@ -429,12 +429,12 @@ class DomainBuilder:
     def rebuild(self, spec: TableSpec, run: TableRun) -> None:
         """Trend signals: recomputed from the whole silver telemetry table whenever it changed (caps and
         per-creator baselines depend on all of it)."""
-        path = self.path("silver", spec.table)
-        if self.silver(f"{self.domain}_{spec.derived}", []) is None:
+        path, source = self.path("silver", spec.table), self.path("silver", f"{self.domain}_{spec.derived}")
+        if not self.is_table(source):
             return
         if self.is_table(path) and not self.changed.get(f"{self.domain}_{spec.derived}", False):
             return
-        telemetry = read_delta(self.spark, self.path("silver", f"{self.domain}_{spec.derived}"))
+        telemetry = read_delta(self.spark, source)
         signals = conform.trend_signals(telemetry).withColumn("_run_id", F.lit(self.options.run_id))
         run.rows_in = telemetry.count()
         (

@@ -8,6 +8,7 @@ record and any drifted columns; build.py drops what silver does not store.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -77,10 +78,6 @@ def conform_columns(source: SourceSpec, columns: Sequence[ColumnSpec], key: byte
 
 # ---- platform order payloads -> one standard order (with its lines) -------------------------------------------
 
-LINE_TYPE = (
-    "array<struct<line_no:int,sku:string,title:string,quantity:int,unit_price:decimal(12,2),"
-    "unit_list_price:decimal(12,2),unit_discount:decimal(12,2),line_total:decimal(12,2)>>"
-)
 ORDER_PII = {
     "email": "hash",
     "phone": "hash",
@@ -100,13 +97,14 @@ AMAZON_STATUS = {
 }
 
 
+def _literal_map(mapping: Mapping[str, object], value_type: str = "string") -> Column:
+    return F.create_map(*[x for k, v in sorted(mapping.items()) for x in (F.lit(k), F.lit(v).cast(value_type))])
+
+
 def _mapped(value: Column, mapping: Mapping[str, str]) -> Column:
     """Map a (lower-cased) platform value to the standard vocabulary; an unknown value passes through so the
     status rule can name it."""
-    out = F.lower(value)
-    for k, v in mapping.items():
-        out = F.when(F.lower(value) == k, F.lit(v)).otherwise(out)
-    return out
+    return F.coalesce(F.try_element_at(_literal_map(mapping), F.lower(value)), F.lower(value))
 
 
 def _json(column: str, schema: str) -> Column:
@@ -223,17 +221,8 @@ def standard_orders(
     """Platform payloads (shopify_orders / amazon_orders output) as standard orders: product ids resolved by SKU
     (null when unknown), totals completed from the lines, amounts also in USD, PII protected beside the raw."""
     raw_columns = sorted({c for p in payloads for c in p.columns if c.startswith("_raw_")})
-    aligned = [
-        p.select(
-            *[c for c in p.columns if not c.startswith("_raw_")],
-            *[F.col(c) if c in p.columns else F.lit(None).cast("string").alias(c) for c in raw_columns],
-        )
-        for p in payloads
-    ]
-    orders = aligned[0]
-    for other in aligned[1:]:
-        orders = orders.unionByName(other)
-    lines = orders.select(*LINEAGE, F.posexplode_outer("_lines").alias("_pos", "_line"))
+    orders = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), payloads)  # each has its own _raw_*
+    lines = orders.select(*LINEAGE, F.explode_outer("_lines").alias("_line"))
     if products is not None:
         skus = products.select(F.col("sku").alias("_sku"), F.col("product_id").alias("_product_id")).distinct()
         lines = lines.join(F.broadcast(skus), F.col("_line.sku") == F.col("_sku"), "left")
@@ -267,7 +256,7 @@ def standard_orders(
     discount_sum = F.aggregate(
         "lines", F.lit(0).cast(total), lambda acc, li: (acc + li["unit_discount"] * li["quantity"]).cast(total)
     )
-    rates = F.create_map(*[x for cur, rate in sorted(fx_usd.items()) for x in (F.lit(cur), F.lit(rate).cast(RATE))])
+    rates = _literal_map(fx_usd, RATE)
     subtotal = F.coalesce(F.col("subtotal"), line_sum).cast(MONEY)
     fx = F.try_element_at(rates, F.col("currency"))
     return orders.select(

@@ -51,9 +51,6 @@ class TableSpec:
     def silver_table(self) -> str:
         return f"silver.{self.table}"
 
-    def bronze_tables(self) -> tuple[str, ...]:
-        return tuple(f"bronze.{self.domain}_{s}" for s in self.sources)
-
 
 def _column(name: str, raw: Any, where: str) -> ColumnSpec:
     if isinstance(raw, str):
