@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
@@ -164,13 +164,20 @@ TELEMETRY = (
 
 
 def test_trend_signals_cap_spikes_and_use_only_the_past(spark: SparkSession) -> None:
-    day = NOW.date()
+    """Day 0 sets the caps for day 1 (p50 here: views 250, likes 25, comments and shares 2.5, velocity 25); day 0
+    itself has no earlier day and is not capped."""
+    day0, day1 = date(2026, 2, 28), date(2026, 3, 1)
     rows = [
-        ("e1", "T1", "P1", "C1", "reels", 100, 10, 1, 1, 10.0, 0.2, datetime(2026, 3, 1, 0), day),
-        ("e2", "T1", "P1", "C1", "reels", 200, 20, 2, 2, 40.0, 0.4, datetime(2026, 3, 1, 1), day),
-        ("e3", "T1", "P1", "C1", "reels", 9_000, 30, 3, 3, 400.0, 0.6, datetime(2026, 3, 1, 2), day),
-        ("e4", "T1", "P1", "C1", "reels", 300, 35, 3, 4, 20.0, 0.8, datetime(2026, 3, 1, 4), day),
-    ]
+        *[
+            (f"d{i}", "T0", "P0", "C0", "reels", 100 * i, 10 * i, i, i, 10.0 * i, 0.2 * i,
+             datetime(2026, 2, 28, i - 1), day0)
+            for i in range(1, 5)
+        ],
+        ("e1", "T1", "P1", "C1", "reels", 100, 10, 1, 1, 10.0, 0.2, datetime(2026, 3, 1, 0), day1),
+        ("e2", "T1", "P1", "C1", "reels", 200, 20, 2, 2, 40.0, 0.4, datetime(2026, 3, 1, 1), day1),
+        ("e3", "T1", "P1", "C1", "reels", 9_000, 30, 3, 3, 400.0, 0.6, datetime(2026, 3, 1, 2), day1),
+        ("e4", "T1", "P1", "C1", "reels", 300, 35, 3, 4, 20.0, 0.8, datetime(2026, 3, 1, 4), day1),
+    ]  # fmt: skip
     telemetry = spark.createDataFrame(rows, TELEMETRY)
     signals = conform.trend_signals(telemetry, percentile=0.5).select(
         "event_id",
@@ -182,15 +189,19 @@ def test_trend_signals_cap_spikes_and_use_only_the_past(spark: SparkSession) -> 
         "decay_ratio",
         "sentiment_z",
     )
-    # p50 caps over the 4 rows: views 250, likes 25, comments and shares 2.5 (rounded to 3), velocity 30;
-    # engagement (likes + comments + shares, capped) 12, 24, 31, 31 over 1, 1 and 2 hours; sentiment z against the
-    # creator's mean and sample deviation so far
+    # Day 1 engagement (likes + comments + shares, capped and rounded) 12, 24, 31, 31 over 1, 1 and 2 hours;
+    # sentiment z against the creator's mean and sample deviation so far.
+    z = [None, 0.7071067811865475, 1.0, 1.161895003862225]
     expected = spark.createDataFrame(
         [
-            ("e1", 100, 10.0, False, None, 10.0, 1.0, None),
-            ("e2", 200, 30.0, True, 12.0, 30.0, 1.0, 0.7071067811865475),
-            ("e3", 250, 30.0, True, 7.0, 30.0, 1.0, 1.0),
-            ("e4", 250, 20.0, True, 0.0, 30.0, 2 / 3, 1.161895003862225),
+            *[
+                (f"d{i}", 100 * i, 10.0 * i, False, None if i == 1 else 12.0, 10.0 * i, 1.0, z[i - 1])
+                for i in range(1, 5)
+            ],
+            ("e1", 100, 10.0, False, None, 10.0, 1.0, z[0]),
+            ("e2", 200, 25.0, True, 12.0, 25.0, 1.0, z[1]),
+            ("e3", 250, 25.0, True, 7.0, 25.0, 1.0, z[2]),
+            ("e4", 250, 20.0, True, 0.0, 25.0, 0.8, z[3]),
         ],
         "event_id string, views_capped long, velocity double, bot_spike boolean, engagement_per_hour double, "
         "velocity_peak_to_date double, decay_ratio double, sentiment_z double",

@@ -331,19 +331,30 @@ def order_lines(orders: DataFrame) -> DataFrame:
 CAPPED = ("views", "likes", "comments", "shares", "engagement_velocity")
 
 
-def trend_signals(telemetry: DataFrame, percentile: float = 0.99) -> DataFrame:
+def trend_signals(telemetry: DataFrame, percentile: float = 0.99, cap_days: int = 28) -> DataFrame:
     """Cleaned trend signals, one row per observation:
-    - each engagement metric capped at its p99 per platform (bot spikes), `bot_spike` when any was capped;
+    - each engagement metric capped at its p99 per platform over the cap_days before the observation's day (bot
+      spikes), `bot_spike` when any was capped; a platform's first day has no history and is not capped;
     - `engagement_per_hour`: growth of capped likes + comments + shares since the trend's previous observation;
     - `velocity` (capped engagement velocity), `velocity_peak_to_date` and `decay_ratio` = velocity / peak so far
       (1 at the peak, falling towards 0 as the trend fades) and `hours_since_peak`;
     - `sentiment_z`: comment sentiment standardised against the creator's own observations up to that moment.
-    Everything per row uses only observations at or before it, except the p99 caps (one threshold per platform).
+    Every value of a row uses only observations at or before it (caps: only earlier days), so telemetry that
+    arrives later never changes a signal a purchase was linked to.
     """
-    caps = telemetry.groupBy("platform").agg(
-        *[F.percentile(F.col(c).cast("double"), percentile).alias(f"_cap_{c}") for c in CAPPED]
+    days = telemetry.select("platform", F.col("event_date").alias("_day")).distinct()
+    history = telemetry.select(F.col("platform").alias("_platform"), F.col("event_date").alias("_seen"), *CAPPED)
+    earlier = (F.col("_platform") == F.col("platform")) & F.col("_seen").between(
+        F.date_sub("_day", cap_days), F.date_sub("_day", 1)
     )
-    df = telemetry.join(F.broadcast(caps), "platform")
+    caps = (
+        days.join(history, earlier)
+        .groupBy("platform", "_day")
+        .agg(*[F.percentile(F.col(c).cast("double"), percentile).alias(f"_cap_{c}") for c in CAPPED])
+    )
+    df = telemetry.join(caps, (telemetry.platform == caps.platform) & (telemetry.event_date == caps._day), "left").drop(
+        caps.platform
+    )
     capped = {c: F.least(F.col(c).cast("double"), F.col(f"_cap_{c}")) for c in CAPPED}
     spike = F.greatest(*[F.col(c).cast("double") > F.col(f"_cap_{c}") for c in CAPPED])
     df = df.select(

@@ -1,0 +1,1 @@
+"""Gold: partitioned marts, RFM, churn, cohorts and point-in-time trend joins built from silver."""
