@@ -11,6 +11,7 @@ DEMO_SCALE ?= 1
 DEMO_DAYS ?= 28
 DEMO_START ?= 2026-01-01
 DEMO_SEED ?= 42
+DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
 
 .PHONY: setup env jars demo test lint bench clean
 
@@ -37,7 +38,10 @@ demo: setup
 	    --seed $(DEMO_SEED) --out $(LANDING)
 	$(PY) jobs/bronze_ingest.py --domain all --landing $(LANDING)
 	$(PY) jobs/silver_build.py --domain all
+	$(PY) jobs/gold_build.py --start $(DEMO_START) --end $(DEMO_END)
 	$(PY) jobs/summary.py
+	$(PY) jobs/query.py "SELECT segment, count(*) AS users, round(avg(monetary_usd), 2) AS avg_90d_volume_usd \
+	    FROM gold.exchange_rfm WHERE as_of_date = DATE'$(DEMO_END)' GROUP BY segment ORDER BY users DESC"
 
 test: setup
 	$(PY) -m ruff check lib jobs tests

@@ -1,5 +1,5 @@
-"""Print what the lakehouse holds: every bronze table with its row, unparseable and file counts, and every silver
-table with its row accounting."""
+"""Print what the lakehouse holds: every bronze table with its row, unparseable and file counts, every silver
+table with its row accounting, and every gold table with its rows and partitions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import argparse
 import sys
 
 from marketlake.cli import base_parser, run
-from marketlake.config import load_settings
-from marketlake.report import bronze_summary, format_rows, silver_summary
+from marketlake.config import CONF_DIR, load_settings
+from marketlake.gold.spec import load_gold
+from marketlake.report import bronze_summary, format_rows, gold_summary, silver_summary
 from marketlake.session import get_spark
 
 
@@ -31,6 +32,15 @@ def main(args: argparse.Namespace) -> int:
         print(format_rows(silver, list(silver[0]), args.format))
     else:
         print("(none yet: run jobs/silver_build.py)")
+    gold = gold_summary(
+        spark,
+        {
+            s.name: (str(settings.database_location("gold") / s.name), s.partition)
+            for s in load_gold(CONF_DIR).tables.values()
+        },
+    )
+    print("\nGold tables (query them by name: jobs/query.py 'SELECT * FROM gold.<table> LIMIT 10')")
+    print(format_rows(gold, list(gold[0]), args.format) if gold else "(none yet: run jobs/gold_build.py)")
     return 0
 
 

@@ -33,6 +33,25 @@ def bronze_summary(spark: SparkSession, database: str = "bronze") -> list[dict[s
     return rows
 
 
+def gold_summary(spark: SparkSession, tables: dict[str, tuple[str, str]]) -> list[dict[str, object]]:
+    """Per gold table (name -> (location, partition column)) that exists: rows, partitions and their range."""
+    rows = []
+    for name, (location, partition) in tables.items():
+        try:
+            df = spark.read.format("delta").load(location)
+        except Exception:  # not built yet
+            continue
+        stats = df.agg(
+            F.count("*").alias("rows"),
+            F.countDistinct(partition).alias("partitions"),
+            F.min(partition).alias("first"),
+            F.max(partition).alias("last"),
+        ).first()
+        assert stats is not None
+        rows.append({"table": f"gold.{name}", "partitioned_by": partition, **stats.asDict()})
+    return rows
+
+
 def silver_summary(spark: SparkSession, runs_table: str = "ops.silver_runs") -> list[dict[str, object]]:
     """Per silver table: rows stored now, and its accounting summed over every run so far (rows in + retried =
     silver + quarantined must hold per run, so it holds for the sums)."""

@@ -185,8 +185,6 @@ def build_table(
     frame = build_frame(spark, settings, conf, spec, start, end, location).localCheckpoint()
     rows, written = write_partitions(spark, frame, spec, table, location, start, end)
     first, last = spec.partitions(start, end)
-    run = GoldRun(
-        table, first, last, rows, written, current_version(spark, location), time.perf_counter() - started
-    )
+    run = GoldRun(table, first, last, rows, written, current_version(spark, location), time.perf_counter() - started)
     log.info("%s %s..%s: %d rows %s", table, first, last, rows, "written" if written else "unchanged")
     return run

@@ -367,9 +367,12 @@ class DomainBuilder:
         # recomputation would see the new state (a released row no longer waiting, a key already stored).
         checked = rows.transform(check(spec, rules, self.options.now, _Context(self, spec))).localCheckpoint()
         self.count(checked, rules, run)
-        if run.rows_in + run.retried == 0:
-            return
         accepted, failed = split_quarantine(checked)
+        if run.rows_in + run.retried == 0:
+            # Nothing new; the table still exists (empty if nothing ever came), so gold can read every source.
+            stored = accepted.select(*self.stored_columns(spec, accepted)).schema
+            self.ensure("silver", spec.table, stored, bool(spec.event_date), f"silver: {spec.domain}.{spec.name}")
+            return
         if run.quarantined or run.retried:
             self.quarantine(failed, accepted.where(F.col("_retry")))
         latest = self.upsert(spec, accepted.select(*self.stored_columns(spec, accepted)), run)
