@@ -106,7 +106,7 @@ def test_user_mistakes_get_one_clear_message(spark: SparkSession, lake: tuple[Se
         check_range(DAYS[3], DAYS[1])
     with pytest.raises(InputError, match="unknown gold table 'nope'"):
         CONF.select("exchange_pair_daily,nope")
-    with pytest.raises(InputError, match=r"no rows for 2026-02-07, 2026-02-08"):
+    with pytest.raises(InputError, match=r"no rows for 2026-02-07, 2026-02-08 in silver.exchange_trades"):
         build_table(spark, settings, CONF, CONF.spec("exchange_pair_daily"), DAYS[4], DAYS[-1] + timedelta(days=2), db)
     with pytest.raises(InputError, match=r"silver.exchange_orders does not exist"):
         build_table(spark, settings, CONF, CONF.spec("exchange_execution_daily"), DAYS[0], DAYS[1], db)

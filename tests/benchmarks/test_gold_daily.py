@@ -35,6 +35,9 @@ TARGET_RATIO = 1.5
 
 @pytest.fixture(scope="module")
 def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """184 days of silver; BENCH_GOLD_LAKEHOUSE reuses one an earlier run built (same generator arguments)."""
+    if os.environ.get("BENCH_GOLD_LAKEHOUSE"):
+        return Path(os.environ["BENCH_GOLD_LAKEHOUSE"])
     root = tmp_path_factory.mktemp("gold-daily")
     env = {"MARKETLAKE_LAKEHOUSE": str(root / "lh")}
     gen = ("--scale", "0.1", "--start", str(START), "--days", str(DAYS), "--seed", "3")
@@ -50,7 +53,8 @@ def session(lakehouse: Path) -> Iterator[tuple[SparkSession, Settings]]:
     settings = load_settings("local")
     spark = get_spark(settings, "marketlake-bench-gold", "local[2]", {"spark.ui.enabled": "false"})
     for db in ("gold_h1", "gold_h180"):
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {db} LOCATION '{lakehouse / db}'")
+        spark.sql(f"DROP DATABASE IF EXISTS {db} CASCADE")
+        spark.sql(f"CREATE DATABASE {db} LOCATION '{lakehouse / db}'")
     yield spark, settings
     spark.stop()
 

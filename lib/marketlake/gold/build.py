@@ -72,10 +72,9 @@ def read_inputs(
     spark: SparkSession, settings: Settings, spec: GoldSpec, start: date, end: date
 ) -> dict[str, DataFrame]:
     """The silver inputs of a table, limited to the dates the build reads; fails clearly when an input table is
-    missing or holds no rows for a partition date of the range (its first date-partitioned input is checked)."""
+    missing, or when a partition date of the range lies outside the dates its date-partitioned inputs hold."""
     first, last = spec.reads(start, end)
     inputs: dict[str, DataFrame] = {}
-    checked = False
     for name in spec.inputs:
         path = silver_path(settings, name)
         if not _has_table(path):
@@ -84,24 +83,29 @@ def read_inputs(
                 f"silver.{name} does not exist (needed by gold.{spec.name}); "
                 f"build it first: jobs/silver_build.py --domain {domain}"
             )
-        df = read_delta(spark, path)
-        if "event_date" in df.columns:
-            if not checked and not spec.monthly:
-                _check_dates(df, name, spec, start, end)
-                checked = True
-            df = df.where(between("event_date", first, last))
-        inputs[name] = df
-    return inputs
+        inputs[name] = read_delta(spark, path)
+    dated = {name: df for name, df in inputs.items() if "event_date" in df.columns}
+    if dated and not spec.monthly:
+        _check_dates(dated, spec, start, end)
+    return {name: df.where(between("event_date", first, last)) if name in dated else df for name, df in inputs.items()}
 
 
-def _check_dates(df: DataFrame, name: str, spec: GoldSpec, start: date, end: date) -> None:
-    present = {r[0] for r in df.where(between("event_date", start, end)).select("event_date").distinct().collect()}
-    missing = [d for d in date_range(start, end) if d not in present]
+def _check_dates(inputs: dict[str, DataFrame], spec: GoldSpec, start: date, end: date) -> None:
+    """Every partition date of the range must lie within the dates silver holds (from the earliest to the latest
+    event_date of the table's date-partitioned inputs). A quiet day inside the data (an outage with no orders)
+    is real and builds; a date before or after it is silver not built yet."""
+    spans = [df.agg(F.min("event_date"), F.max("event_date")).first() for df in inputs.values()]
+    firsts = [r[0] for r in spans if r is not None and r[0] is not None]
+    lasts = [r[1] for r in spans if r is not None and r[1] is not None]
+    held = (min(firsts), max(lasts)) if firsts else None
+    missing = [d for d in date_range(start, end) if held is None or not held[0] <= d <= held[1]]
     if missing:
         shown = ", ".join(str(d) for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        names = ", ".join(f"silver.{n}" for n in inputs)
+        span = f"{held[0]}..{held[1]}" if held else "no dates"
         raise InputError(
-            f"silver.{name} has no rows for {shown}, so gold.{spec.name} cannot be built for {start}..{end}; "
-            "ingest and build silver for those dates first, or choose a range inside the data"
+            f"no rows for {shown} in {names} (they hold {span}), so gold.{spec.name} cannot be built for "
+            f"{start}..{end}; ingest and build silver for those dates first, or choose a range inside the data"
         )
 
 
