@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from marketlake.tables import is_delta_table
+
 
 def bronze_summary(spark: SparkSession, database: str = "bronze") -> list[dict[str, object]]:
     """Per bronze table: rows, unparseable rows, source files, batches and landing dates."""
@@ -37,10 +39,9 @@ def gold_summary(spark: SparkSession, tables: dict[str, tuple[str, str]]) -> lis
     """Per gold table (name -> (location, partition column)) that exists: rows, partitions and their range."""
     rows = []
     for name, (location, partition) in tables.items():
-        try:
-            df = spark.read.format("delta").load(location)
-        except Exception:  # not built yet
-            continue
+        if not is_delta_table(spark, location):
+            continue  # not built yet
+        df = spark.read.format("delta").load(location)
         stats = df.agg(
             F.count("*").alias("rows"),
             F.countDistinct(partition).alias("partitions"),

@@ -56,6 +56,11 @@ def table_location(spark: SparkSession, name: str) -> str:
     return str(spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()[0])
 
 
+def is_delta_table(spark: SparkSession, location: str) -> bool:
+    """Whether a Delta table lives at this location (any filesystem Spark reaches, not only local disk)."""
+    return bool(DeltaTable.isDeltaTable(spark, location))
+
+
 def _is_path(ref: str) -> bool:
     """Table references are catalog names (db.table) or locations (which always hold a '/')."""
     return "/" in ref

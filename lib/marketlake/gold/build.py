@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,7 +20,7 @@ from marketlake.errors import InputError
 from marketlake.gold import commerce, customers, exchange, trends
 from marketlake.gold.common import Inputs, between
 from marketlake.gold.spec import GoldConf, GoldSpec, date_range
-from marketlake.tables import create_table_if_missing, current_version, read_delta
+from marketlake.tables import create_table_if_missing, current_version, is_delta_table, read_delta
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ def read_inputs(
     inputs: dict[str, DataFrame] = {}
     for name in spec.inputs:
         path = silver_path(settings, name)
-        if not _has_table(path):
+        if not is_delta_table(spark, path):
             domain = name.split("_", 1)[0]
             raise InputError(
                 f"silver.{name} does not exist (needed by gold.{spec.name}); "
@@ -113,16 +112,12 @@ def opening_inventory(spark: SparkSession, settings: Settings, location: str, st
     """Stock per product at the end of the day before start: the table's previous partition when it has one
     (daily runs carry stock forward and never rescan history), else every movement before start."""
     before = start - timedelta(days=1)
-    if _has_table(location):
+    if is_delta_table(spark, location):
         previous = read_delta(spark, location).where(F.col("date") == F.lit(before))
         if not previous.isEmpty():
             return previous.select("product_id", F.col("closing_stock").alias("stock"))
     movements = read_delta(spark, silver_path(settings, "commerce_inventory_movements"))
     return commerce.opening_stock(movements, start)
-
-
-def _has_table(location: str) -> bool:
-    return (Path(location) / "_delta_log").is_dir()
 
 
 def build_frame(

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -38,7 +37,14 @@ from marketlake.silver import conform
 from marketlake.silver.privacy import protected_name
 from marketlake.silver.spec import PARSE_RULE, TableSpec
 from marketlake.silver.transforms import latest_per_key
-from marketlake.tables import create_table_if_missing, current_version, delta_table, merge_latest, read_delta
+from marketlake.tables import (
+    create_table_if_missing,
+    current_version,
+    delta_table,
+    is_delta_table,
+    merge_latest,
+    read_delta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +173,7 @@ class DomainBuilder:
         return str(self.settings.database_location(database) / table)
 
     def is_table(self, path: str) -> bool:
-        return bool(DeltaTable.isDeltaTable(self.spark, path))
+        return is_delta_table(self.spark, path)
 
     def silver(self, table: str, columns: Sequence[str]) -> DataFrame | None:
         """These columns of silver.<table> (PII columns by their protected name), or None if it does not exist."""
