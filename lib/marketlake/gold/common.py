@@ -52,8 +52,9 @@ def band(value: Column, bounds: Mapping[str, object]) -> Column:
     return F.when(value.isNull(), F.lit(None)).otherwise(expr.otherwise(F.lit("poor")))
 
 
-def first_match(conditions: Sequence[tuple[str, str | Column]], default: str) -> Column:
-    """The name of the first (name, condition) that holds, else default; a condition is a Column or SQL text."""
+def first_match(conditions: Sequence[tuple[str, str | Column]], default: str | None) -> Column:
+    """The name of the first (name, condition) that holds, else default (null when None); a condition is a Column
+    or SQL text."""
     expr = None
     for name, condition in conditions:
         holds = F.expr(condition) if isinstance(condition, str) else condition

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from marketlake.gold.asof import asof_join
-from marketlake.gold.common import Inputs, between, ratio
+from marketlake.gold.common import Inputs, between, first_match, ratio
 
 DAY_US = 86_400 * 1_000_000
 
@@ -58,11 +58,7 @@ def trend_readings(signals: DataFrame, velocity_hours: float) -> DataFrame:
 def return_kinds(returns: DataFrame, params: Mapping[str, Any]) -> DataFrame:
     """The first return per order line (order_id, product_id) with its kind: regret, defect or fraud."""
     kinds = params["trends"]["return_kinds"]
-    kind = None
-    for name, reasons in kinds.items():
-        hit = F.col("reason_code").isin(*reasons)
-        kind = F.when(hit, F.lit(name)) if kind is None else kind.when(hit, F.lit(name))
-    assert kind is not None
+    kind = first_match([(name, F.col("reason_code").isin(*reasons)) for name, reasons in kinds.items()], None)
     first = Window.partitionBy("order_id", "product_id").orderBy("requested_at", "return_id")
     return (
         returns.select("order_id", "product_id", "return_id", "requested_at", "reason_code", kind.alias("return_kind"))
