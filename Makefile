@@ -8,7 +8,7 @@ VENV_STAMP := $(VENV)/.stamp
 LAKEHOUSE ?= $(CURDIR)/lakehouse
 LANDING ?= $(LAKEHOUSE)/landing
 DEMO_SCALE ?= 1
-DEMO_DAYS ?= 28
+DEMO_DAYS ?= 56
 DEMO_START ?= 2026-01-01
 DEMO_SEED ?= 42
 DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
@@ -39,6 +39,9 @@ demo: setup
 	$(PY) jobs/bronze_ingest.py --domain all --landing $(LANDING)
 	$(PY) jobs/silver_build.py --domain all
 	$(PY) jobs/gold_build.py --start $(DEMO_START) --end $(DEMO_END)
+	$(PY) jobs/train.py --model all
+	$(PY) jobs/score.py --model all --date $(DEMO_END)
+	$(PY) jobs/anomalies.py --start $(DEMO_START) --end $(DEMO_END)
 	$(PY) jobs/summary.py
 	$(PY) jobs/query.py "SELECT segment, count(*) AS users, round(avg(monetary_usd), 2) AS avg_90d_volume_usd \
 	    FROM gold.exchange_rfm WHERE as_of_date = DATE'$(DEMO_END)' GROUP BY segment ORDER BY users DESC"

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from marketlake.cli import base_parser, run
-from marketlake.config import CONF_DIR, load_settings, parse_date
-from marketlake.errors import InputError
+from marketlake.cli import add_date_range, base_parser, date_range_args, run
+from marketlake.config import CONF_DIR, load_settings
 from marketlake.gold.build import build_table, check_range
 from marketlake.gold.spec import load_gold
 from marketlake.report import format_rows
@@ -17,14 +16,7 @@ from marketlake.tables import ensure_databases
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.date and (args.start or args.end):
-        raise InputError("give either --date or --start/--end, not both")
-    if args.date:
-        start = end = parse_date(args.date, "--date")
-    elif args.start and args.end:
-        start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
-    else:
-        raise InputError("give --date YYYY-MM-DD, or --start and --end for a range")
+    start, end = date_range_args(args)
     check_range(start, end)
     conf = load_gold(CONF_DIR)
     specs = conf.select(args.tables)
@@ -50,9 +42,7 @@ def main(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = base_parser(__doc__ or "")
     p.add_argument("--tables", default="all", help="comma-separated gold tables (default: all)")
-    p.add_argument("--date", default=None, help="build this day (YYYY-MM-DD)")
-    p.add_argument("--start", default=None, help="first day of a range to rebuild")
-    p.add_argument("--end", default=None, help="last day of the range (inclusive)")
+    add_date_range(p, "build")
     return p
 
 

@@ -1,5 +1,6 @@
 """Print what the lakehouse holds: every bronze table with its row, unparseable and file counts, every silver
-table with its row accounting, and every gold table with its rows and partitions."""
+table with its row accounting, and every gold table (marts, model scores, decisions, drift, anomalies) with its
+rows and partitions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from marketlake.cli import base_parser, run
 from marketlake.config import CONF_DIR, load_settings
 from marketlake.gold.spec import load_gold
+from marketlake.models.spec import load_models
 from marketlake.report import bronze_summary, format_rows, gold_summary, silver_summary
 from marketlake.session import get_spark
 
@@ -32,13 +34,10 @@ def main(args: argparse.Namespace) -> int:
         print(format_rows(silver, list(silver[0]), args.format))
     else:
         print("(none yet: run jobs/silver_build.py)")
-    gold = gold_summary(
-        spark,
-        {
-            s.name: (str(settings.database_location("gold") / s.name), s.partition)
-            for s in load_gold(CONF_DIR).tables.values()
-        },
-    )
+    partitions = {s.name: s.partition for s in load_gold(CONF_DIR).tables.values()}
+    partitions.update(load_models(CONF_DIR).tables())
+    gold_dir = settings.database_location("gold")
+    gold = gold_summary(spark, {name: (str(gold_dir / name), column) for name, column in partitions.items()})
     print("\nGold tables (query them by name: jobs/query.py 'SELECT * FROM gold.<table> LIMIT 10')")
     print(format_rows(gold, list(gold[0]), args.format) if gold else "(none yet: run jobs/gold_build.py)")
     return 0

@@ -103,6 +103,9 @@ def test_later_telemetry_and_activity_change_no_purchase_feature(spark: SparkSes
     features = [c for c in base.columns if c not in LABELS]
     assert base.count() > 100 and base.where("trend_id IS NOT NULL AND creator_regret_rate IS NOT NULL").count() > 20
     assert base.where("customer_prior_orders_90d > 0").count() > 20
+    # A purchase nobody returned is a negative: false, never an unknown (null is only for defect and fraud).
+    assert base.where("returned_within_30d IS NULL AND excluded_reason IS NULL").isEmpty()
+    assert base.where("return_kind IS NULL AND NOT returned_within_30d").count() > 100
     assertDataFrameEqual(later.select(features), base.select(features), checkRowOrder=False)
     # The labels are allowed to (and here do) change: returns requested after the cutoff.
     changed = later.select("order_id", "returned_within_30d").exceptAll(base.select("order_id", "returned_within_30d"))

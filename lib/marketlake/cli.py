@@ -7,8 +7,10 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 
-from marketlake.errors import MarketlakeError
+from marketlake.config import parse_date
+from marketlake.errors import InputError, MarketlakeError
 
 log = logging.getLogger("marketlake")
 
@@ -21,7 +23,8 @@ def configure_logging(verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,  # under spark-submit, pyspark has already configured the root logger
     )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for noisy in ("py4j", "XGBoost-PySpark", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     # pyspark logs every analysis error as a multi-kilobyte JSON record; the job reports errors itself.
     for name in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -33,6 +36,25 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--master", default=None, help="Spark master (default: from config)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def add_date_range(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--date for one day, or --start/--end for an inclusive range."""
+    parser.add_argument("--date", default=None, help=f"{verb} this day (YYYY-MM-DD)")
+    parser.add_argument("--start", default=None, help="first day of a range")
+    parser.add_argument("--end", default=None, help="last day of the range (inclusive)")
+
+
+def date_range_args(args: argparse.Namespace) -> tuple[date, date]:
+    """(start, end) from --date or --start/--end, with one clear error for a wrong combination or a bad date."""
+    if args.date and (args.start or args.end):
+        raise InputError("give either --date or --start/--end, not both")
+    if args.date:
+        day = parse_date(args.date, "--date")
+        return day, day
+    if args.start and args.end:
+        return parse_date(args.start, "--start"), parse_date(args.end, "--end")
+    raise InputError("give --date YYYY-MM-DD, or --start and --end for a range")
 
 
 def run(

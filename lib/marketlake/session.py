@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def get_spark(
     if not under_spark_submit():
         builder = builder.master(master or settings.spark.master)
         conf["spark.jars"] = ",".join(str(j) for j in delta_jars())
+        # Python workers (pandas UDFs, xgboost.spark) run this interpreter, the one with our dependencies,
+        # unless PYSPARK_PYTHON says otherwise.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**conf, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.enableHiveSupport().getOrCreate()

@@ -101,7 +101,7 @@ REASON_TEXT = {
     "DAMAGED": "Arrived damaged",
     "FRAUD_SUSPECTED": "Item not received",
 }
-VELOCITY_REF = 600.0  # engagements/hour at which trend pressure saturates
+VELOCITY_REF = 60.0  # engagements/hour at which trend pressure saturates (the velocity of a top-decile trend)
 # The customer facts every order payload carries.
 CUSTOMER_FIELDS = (
     "customer_id",

@@ -132,18 +132,41 @@ def build_frame(
 
 
 def write_partitions(
-    spark: SparkSession, df: DataFrame, spec: GoldSpec, table: str, location: str, start: date, end: date
+    spark: SparkSession,
+    df: DataFrame,
+    spec: GoldSpec,
+    table: str,
+    location: str,
+    start: date,
+    end: date,
+    also: str | None = None,
 ) -> tuple[int, bool]:
-    """Replace the partitions of [start, end] with df in one commit; returns (rows, written). Nothing is committed
-    when the partitions already hold exactly these rows."""
+    """Replace the partitions of [start, end] with df in one commit (only the rows matching `also` in them, when
+    several writers share the partitions); returns (rows, written)."""
     first, last = spec.partitions(start, end)
     outside = df.where(~between(spec.partition, first, last)).limit(1).count()
     if outside:
         raise RuntimeError(f"gold.{spec.name}: the build produced rows outside {first}..{last}")
-    create_table_if_missing(spark, table, df.schema, [spec.partition], comment=spec.about)
-    current = read_delta(spark, location)
-    _check_schema(spec, current, df)
     predicate = f"`{spec.partition}` >= DATE'{first}' AND `{spec.partition}` <= DATE'{last}'"
+    if also:
+        predicate = f"{predicate} AND ({also})"
+    return replace_where(spark, df, table, location, [spec.partition], predicate, spec.about)
+
+
+def replace_where(
+    spark: SparkSession,
+    df: DataFrame,
+    table: str,
+    location: str,
+    partition_by: list[str],
+    predicate: str,
+    about: str,
+) -> tuple[int, bool]:
+    """Replace the rows matching predicate with df in one commit, creating the table when missing; returns (rows,
+    written). Nothing is committed when those rows already are exactly df's rows."""
+    create_table_if_missing(spark, table, df.schema, partition_by, comment=about)
+    current = read_delta(spark, location)
+    _check_schema(table, current, df)
     existing = current.where(predicate).select(*df.columns)
     rows = df.count()
     if existing.count() == rows and _comparable(df).exceptAll(_comparable(existing)).isEmpty():
@@ -159,13 +182,13 @@ def _comparable(df: DataFrame) -> DataFrame:
     return df.select(*[F.round(F.col(c), 6).alias(c) if c in floating else F.col(c) for c in df.columns])
 
 
-def _check_schema(spec: GoldSpec, table: DataFrame, df: DataFrame) -> None:
-    have = [(f.name, f.dataType.simpleString()) for f in table.schema.fields]
+def _check_schema(table: str, current: DataFrame, df: DataFrame) -> None:
+    have = [(f.name, f.dataType.simpleString()) for f in current.schema.fields]
     want = [(f.name, f.dataType.simpleString()) for f in df.schema.fields]
     if have != want:
         raise InputError(
-            f"gold.{spec.name} was created with other columns than this build writes; "
-            f"drop it (jobs/query.py 'DROP TABLE gold.{spec.name}') and rebuild the dates you need"
+            f"{table} was created with other columns than this build writes; "
+            f"drop it (jobs/query.py 'DROP TABLE {table}') and rebuild the dates you need"
         )
 
 

@@ -100,7 +100,8 @@ def purchase_outcomes(inputs: Inputs, start: date, end: date, params: Mapping[st
     first_returns = return_kinds(inputs["commerce_returns"], params)
     outcomes = linked.join(first_returns, ["order_id", "product_id"], "left")
     within = F.col("requested_at") <= F.col("purchased_at") + F.expr(f"INTERVAL {return_days} DAYS")
-    regret = (F.col("return_kind") == "regret") & within
+    # A purchase without a return is a negative (false), not an unknown: compare with null-safe equality.
+    regret = F.col("return_kind").eqNullSafe("regret") & F.coalesce(within, F.lit(False))
     purchases = outcomes.select(
         "*",
         regret.alias("_regret_within"),

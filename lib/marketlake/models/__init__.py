@@ -1,0 +1,1 @@
+"""Models trained on gold tables: features, training, calibration, tracking, scoring and drift."""

@@ -1,0 +1,295 @@
+"""What the model jobs do, end to end: read a gold table at a known Delta version, train and register, or resolve
+a registered version and score a date range into gold (scores, decisions, drift)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from marketlake.config import Settings
+from marketlake.errors import InputError
+from marketlake.gold.build import replace_where, write_partitions
+from marketlake.gold.common import between
+from marketlake.gold.spec import GoldSpec, date_range
+from marketlake.models import anomalies, registry
+from marketlake.models.bundle import ModelBundle
+from marketlake.models.drift import daily_psi
+from marketlake.models.features import labelled
+from marketlake.models.scoring import apply_bundle, decisions, risk_band
+from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, ModelsConf, ModelSpec
+from marketlake.models.train import TrainedModel, train
+from marketlake.report import format_rows
+from marketlake.tables import current_version, is_delta_table, read_delta
+
+log = logging.getLogger(__name__)
+
+SHOWN_METRICS = ["roc_auc", "pr_auc", "precision_at_k", "recall_at_k", "ece", "business_value_usd"]
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    trained: TrainedModel
+    registered: registry.RegisteredModel
+    data_version: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    model: str
+    version: int
+    first: date
+    last: date
+    rows: int
+    written: bool
+    drift_flags: int
+    seconds: float
+
+
+def gold_location(settings: Settings, name: str, database: str = "gold") -> str:
+    return str(settings.database_location(database) / name)
+
+
+def read_gold(
+    spark: SparkSession, settings: Settings, spec: ModelSpec, database: str = "gold"
+) -> tuple[DataFrame, int]:
+    """The model's gold table at its current Delta version (logged with the run, so the data is reproducible)."""
+    location = gold_location(settings, spec.table, database)
+    if not is_delta_table(spark, location):
+        raise InputError(
+            f"gold.{spec.table} does not exist (model {spec.name} learns from it); "
+            f"build it first: jobs/gold_build.py --tables {spec.table} --start ... --end ..."
+        )
+    version = current_version(spark, location)
+    return read_delta(spark, location, version), version
+
+
+def train_and_register(
+    spark: SparkSession,
+    settings: Settings,
+    conf: ModelsConf,
+    spec: ModelSpec,
+    alias: str | None,
+    database: str = "gold",
+) -> TrainRun:
+    """Train on <database>.<spec.table> (gold unless a test says otherwise), log, register, write importance."""
+    started = time.perf_counter()
+    df, version = read_gold(spark, settings, spec, database)
+    trained = train(df, spec, conf)
+    # The signature's types: numeric features as doubles (decimals and booleans included), categoricals as text.
+    typed = [F.col(c).cast("double").alias(c) for c in spec.numeric] + [
+        F.col(c).cast("string").alias(c) for c in spec.categorical
+    ]
+    example = labelled(df, spec).select(*typed).limit(5).toPandas()
+    registered = registry.log_and_register(trained, example, {f"gold.{spec.table}": version}, alias)
+    write_importance(spark, settings, trained, registered.version, database)
+    return TrainRun(trained, registered, version, time.perf_counter() - started)
+
+
+def training_report(result: TrainRun, tracking: str) -> str:
+    """What a training run did, for the job's output: version, data and windows, and the test metrics of the model
+    next to its baseline."""
+    t, reg, spec = result.trained, result.registered, result.trained.spec
+    windows = ", ".join(
+        f"{split} {a}..{b} ({int(t.rows.get(split, {}).get('rows', 0))} rows, "
+        f"{int(t.rows.get(split, {}).get('positives', 0))} positive)"
+        for split, (a, b) in (
+            ("train", t.windows.train),
+            ("validation", t.windows.validation),
+            ("test", t.windows.test),
+        )
+    )
+    table = [
+        {"model": m, **{k: round(v, 4) for k, v in values.items() if k in SHOWN_METRICS}}
+        for m, values in t.metrics.items()
+    ]
+    return "\n".join(
+        [
+            f"\nModel {spec.name}: {reg.name} version {reg.version}" + (f" (@{reg.alias})" if reg.alias else ""),
+            f"  data: gold.{spec.table} v{result.data_version}; {windows}",
+            f"  xgboost.spark: {t.params['num_workers']} workers, {t.params['trees']} trees; "
+            f"test metrics with K = {spec.daily_budget} interventions/day:",
+            format_rows(table, ["model", *SHOWN_METRICS]),
+            f"  top features (mean |SHAP|): {', '.join(list(t.importance)[:5])}",
+            f"  {result.seconds:.0f} s; tracking: {tracking}",
+        ]
+    )
+
+
+def write_importance(
+    spark: SparkSession, settings: Settings, trained: TrainedModel, version: int, database: str = "gold"
+) -> None:
+    """gold.model_feature_importance: mean |SHAP| per feature on the validation window, per model version."""
+    name = trained.spec.name
+    rows = [(name, version, rank, f, v) for rank, (f, v) in enumerate(trained.importance.items(), start=1)]
+    df = spark.createDataFrame(
+        rows, "model_name string, model_version int, rank int, feature string, mean_abs_shap double"
+    )
+    replace_where(
+        spark,
+        df,
+        f"{database}.{IMPORTANCE_TABLE}",
+        gold_location(settings, IMPORTANCE_TABLE, database),
+        ["model_name"],
+        f"model_name = '{name}' AND model_version = {version}",
+        "global feature importance (mean absolute SHAP contribution on the validation window) per model version",
+    )
+
+
+def score_range(
+    spark: SparkSession,
+    settings: Settings,
+    conf: ModelsConf,
+    spec: ModelSpec,
+    start: date,
+    end: date,
+    alias: str | None,
+    version: int | None,
+    database: str = "gold",
+) -> ScoreRun:
+    """Score every row of the model's gold table dated start..end with the version the alias names (or the given
+    version); replace those dates in gold.<scores_table>, gold.<decisions_table> and the model's rows of
+    gold.model_drift. Scoring the same dates with the same version again commits nothing."""
+    started = time.perf_counter()
+    version, bundle = registry.resolve(spec.registered_name, alias, version)
+    df, _ = read_gold(spark, settings, spec, database)
+    rows = df.where(between(spec.date, start, end))
+    held = {r[0] for r in rows.select(spec.date).distinct().collect()}
+    missing = [d for d in date_range(start, end) if d not in held]
+    if missing:
+        raise InputError(
+            f"gold.{spec.table} has no rows for {', '.join(map(str, missing[:5]))}"
+            f"{' and more' if len(missing) > 5 else ''}; build gold for those dates first"
+        )
+    keep = list(dict.fromkeys([spec.date, *spec.keys, *spec.carry]))
+    scored = apply_bundle(rows, bundle, keep, reasons=spec.reasons).select(
+        *keep,
+        F.lit(spec.name).alias("model_name"),
+        F.lit(version).alias("model_version"),
+        "score",
+        "raw_score",
+        risk_band(F.col("score"), conf.risk_bands, conf.risk_band_default).alias("risk_band"),
+        "reasons",
+    )
+    scored = scored.localCheckpoint()
+    about = f"{spec.name} model scores per {spec.date}: calibrated score, risk band and the top-3 SHAP reasons"
+    scores_spec = GoldSpec(spec.scores_table, spec.date, ", ".join(spec.keys), (spec.table,), about)
+    n, written = _write(spark, settings, database, scored, scores_spec, start, end)
+    decided_spec = GoldSpec(
+        spec.decisions_table,
+        spec.date,
+        ", ".join(spec.keys),
+        (spec.scores_table,),
+        f"{spec.name} interventions from the policy in conf/models.yaml",
+    )
+    _write(spark, settings, database, decisions(scored, spec), decided_spec, start, end)
+    flags = write_drift(spark, settings, database, conf, spec, rows, bundle, version, start, end)
+    log.info("%s v%d %s..%s: %d rows %s", spec.name, version, start, end, n, "written" if written else "unchanged")
+    return ScoreRun(spec.name, version, start, end, n, written, flags, time.perf_counter() - started)
+
+
+def _write(
+    spark: SparkSession,
+    settings: Settings,
+    database: str,
+    df: DataFrame,
+    spec: GoldSpec,
+    start: date,
+    end: date,
+    also: str | None = None,
+) -> tuple[int, bool]:
+    location = gold_location(settings, spec.name, database)
+    return write_partitions(spark, df, spec, f"{database}.{spec.name}", location, start, end, also)
+
+
+def write_drift(
+    spark: SparkSession,
+    settings: Settings,
+    database: str,
+    conf: ModelsConf,
+    spec: ModelSpec,
+    rows: DataFrame,
+    bundle: ModelBundle,
+    version: int,
+    start: date,
+    end: date,
+) -> int:
+    """gold.model_drift: PSI of each feature per scored day against the training window; returns flagged rows."""
+    values = daily_psi(rows, bundle, spec.date)
+    threshold = conf.psi_threshold
+    drift = spark.createDataFrame(
+        [
+            (r["date"], spec.name, version, r["feature"], float(r["psi"]), threshold, r["psi"] > threshold)
+            for r in values
+        ],
+        "date date, model_name string, model_version int, feature string, psi double, threshold double, "
+        "flagged boolean",
+    )
+    drift_spec = GoldSpec(
+        DRIFT_TABLE,
+        "date",
+        "date, model_name, feature",
+        (spec.scores_table,),
+        "population stability index per feature and scored day against the training window",
+    )
+    _write(spark, settings, database, drift, drift_spec, start, end, f"model_name = '{spec.name}'")
+    return sum(1 for r in values if r["psi"] > threshold)
+
+
+@dataclass(frozen=True)
+class AnomalyRun:
+    first: date
+    last: date
+    rows: int
+    written: bool
+    confirmed: list[dict[str, Any]]
+    seconds: float
+
+
+def detect_anomalies(
+    spark: SparkSession, settings: Settings, conf: ModelsConf, start: date, end: date, database: str = "gold"
+) -> AnomalyRun:
+    """Run the detectors over each configured KPI series (reading lookback_days of history before start) and
+    replace the days start..end of <database>.kpi_anomalies; returns the confirmed days (2 of 3) with insights."""
+    started = time.perf_counter()
+    a = conf.anomalies
+    first = start - timedelta(days=int(a["lookback_days"]))
+    frames = []
+    for s in a["series"]:
+        location = gold_location(settings, s["table"], database)
+        if not is_delta_table(spark, location):
+            raise InputError(
+                f"gold.{s['table']} does not exist (anomaly series {s['name']} reads it); build it first: "
+                f"jobs/gold_build.py --tables {s['table']} --start ... --end ..."
+            )
+        kpis = read_delta(spark, location).where(between("date", first, end))
+        frames.append(anomalies.series_frame(kpis, s["name"], s["dimension"], s["value"], s["components"]))
+    series = anomalies.union_series(frames).localCheckpoint()
+    held = {r[0] for r in series.select("date").distinct().collect()}
+    missing = [d for d in date_range(start, end) if d not in held]
+    if missing:
+        raise InputError(
+            f"no KPI rows for {', '.join(map(str, missing[:5]))}{' and more' if len(missing) > 5 else ''} in "
+            f"{', '.join('gold.' + s['table'] for s in a['series'])}; build gold for those dates first"
+        )
+    result = anomalies.detect(series, a).where(between("date", start, end)).localCheckpoint()
+    spec = GoldSpec(
+        str(a["table"]),
+        "date",
+        "date, series, dimension",
+        tuple(s["table"] for s in a["series"]),
+        "daily KPI anomalies: z-score, Isolation Forest and forecast-residual flags, consensus and JSON insights",
+    )
+    rows, written = _write(spark, settings, database, result, spec, start, end)
+    confirmed = [
+        json.loads(r["insight"])
+        for r in result.where("consensus_2of3").orderBy("date", "series", "dimension").collect()
+    ]
+    return AnomalyRun(start, end, rows, written, confirmed, time.perf_counter() - started)

@@ -1,0 +1,144 @@
+"""Model specs and parameters (conf/models.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from marketlake.errors import ConfigError, InputError
+
+DRIFT_TABLE = "model_drift"
+IMPORTANCE_TABLE = "model_feature_importance"
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    segment: str
+    when: str
+    min_score: float
+    max_score: float
+    intervention: str
+    channel: str
+    escalation: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: the gold table it learns from, its population, label, features and what scoring writes."""
+
+    name: str
+    registered_name: str
+    table: str
+    date: str
+    keys: tuple[str, ...]
+    carry: tuple[str, ...]
+    label: str
+    population: str
+    label_complete: str
+    validation_days: int
+    test_days: int
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    scores_table: str
+    decisions_table: str
+    daily_budget: int
+    business: Mapping[str, Any]
+    reasons: Mapping[str, str]
+    policy: tuple[PolicyRule, ...]
+    policy_default: Mapping[str, str]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Model inputs in vector order: numeric features, then categorical ones (each as one index column)."""
+        return self.numeric + self.categorical
+
+
+@dataclass(frozen=True)
+class ModelsConf:
+    models: Mapping[str, ModelSpec]
+    tracking: Mapping[str, Any]
+    xgboost: Mapping[str, Any]
+    logistic: Mapping[str, Any]
+    risk_bands: tuple[tuple[str, float], ...]
+    risk_band_default: str
+    drift_bins: int
+    psi_threshold: float
+    anomalies: Mapping[str, Any]
+
+    def spec(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise InputError(f"unknown model '{name}'; known models: {', '.join(self.models)}")
+        return self.models[name]
+
+    def tables(self) -> dict[str, str]:
+        """The gold tables the model jobs write, name -> partition column."""
+        written = {t: m.date for m in self.models.values() for t in (m.scores_table, m.decisions_table)}
+        return {
+            **written,
+            DRIFT_TABLE: "date",
+            IMPORTANCE_TABLE: "model_name",
+            str(self.anomalies["table"]): "date",
+        }
+
+    def select(self, names: str) -> list[ModelSpec]:
+        if names.strip() == "all":
+            return list(self.models.values())
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        if not wanted:
+            raise InputError("give model names (comma-separated) or all")
+        return [self.spec(n) for n in wanted]
+
+
+def _model(name: str, m: Mapping[str, Any]) -> ModelSpec:
+    spec = ModelSpec(
+        name=name,
+        registered_name=str(m["registered_name"]),
+        table=str(m["table"]),
+        date=str(m["date"]),
+        keys=tuple(m["keys"]),
+        carry=tuple(m.get("carry", ())),
+        label=str(m["label"]),
+        population=str(m.get("population", "true")),
+        label_complete=str(m.get("label_complete", "true")),
+        validation_days=int(m["split"]["validation_days"]),
+        test_days=int(m["split"]["test_days"]),
+        numeric=tuple(m["numeric"]),
+        categorical=tuple(m.get("categorical", ())),
+        scores_table=str(m["scores_table"]),
+        decisions_table=str(m["decisions_table"]),
+        daily_budget=int(m["daily_budget"]),
+        business=MappingProxyType(dict(m["business"])),
+        reasons=MappingProxyType({str(k): str(v) for k, v in m["reasons"].items()}),
+        policy=tuple(PolicyRule(**{**r, "when": str(r.get("when", "true"))}) for r in m.get("policy", ())),
+        policy_default=MappingProxyType({str(k): str(v) for k, v in m["policy_default"].items()}),
+    )
+    unexplained = [f for f in spec.features if f not in spec.reasons]
+    if unexplained:
+        raise ValueError(f"model {name}: features without a reason text: {', '.join(unexplained)}")
+    return spec
+
+
+def load_models(conf_dir: Path) -> ModelsConf:
+    path = conf_dir / "models.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return ModelsConf(
+            models=MappingProxyType({name: _model(name, m) for name, m in raw["models"].items()}),
+            tracking=MappingProxyType(dict(raw.get("tracking") or {})),
+            xgboost=MappingProxyType(dict(raw["xgboost"])),
+            logistic=MappingProxyType(dict(raw["logistic"])),
+            risk_bands=tuple((str(b["name"]), float(b["from"])) for b in raw["risk_bands"]),
+            risk_band_default=str(raw["risk_band_default"]),
+            drift_bins=int(raw["drift"]["bins"]),
+            psi_threshold=float(raw["drift"]["psi_threshold"]),
+            anomalies=MappingProxyType(dict(raw["anomalies"])),
+        )
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: malformed model spec ({exc})") from None
