@@ -4,7 +4,6 @@ rows of raw feature columns."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,11 @@ import pandas as pd
 
 from marketlake.models.bundle import ModelBundle
 
-# predict has no type hints on purpose: MLflow would read them as the input schema, and the logged signature is
-# the schema. MLflow warns about that when the class is defined.
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
-
 
 class BundleModel(mlflow.pyfunc.PythonModel):
+    # The logged signature is the schema; predict's type hints are not (MLflow would otherwise wrap predict in its
+    # type-hint validation and warn that there are none).
+    _skip_type_hint_validation = True
     bundle: ModelBundle
 
     def load_context(self, context: Any) -> None:
