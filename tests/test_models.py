@@ -25,7 +25,7 @@ from marketlake.models.bundle import Calibration, ModelBundle, top_reasons
 from marketlake.models.drift import psi
 from marketlake.models.features import category_levels, time_windows
 from marketlake.models.metrics import at_k, calibration_table, expected_calibration_error
-from marketlake.models.run import TrainRun, read_gold, score_range, train_and_register
+from marketlake.models.run import TrainRun, read_gold, score_range, train_and_register, training_report
 from marketlake.models.spec import load_models
 from marketlake.models.train import fit_single_node, fit_xgboost, split_frame, xgboost_params
 from marketlake.tables import create_table_if_missing, read_delta
@@ -129,6 +129,19 @@ def test_regret_model_beats_the_logistic_baseline_and_calibrates(versions: dict[
     assert run.trained.windows.test[1] == date(2026, 3, 1) + timedelta(days=DAYS - 1)
     assert set(run.trained.importance) == set(REGRET.features)
     assert next(iter(run.trained.importance)) in {"velocity_x_discount", "discount_pct"}
+
+
+def test_training_again_on_the_same_data_and_parameters_registers_nothing(
+    spark: SparkSession, lake: tuple[Settings, str], versions: dict[int, TrainRun]
+) -> None:
+    settings, db = lake
+    before = MlflowClient().search_model_versions(f"name = '{REGRET.registered_name}'")
+    again = train_and_register(spark, settings, CONF, REGRET, "champion", db)
+    assert again.trained is None and again.registered.version == min(versions)
+    assert len(MlflowClient().search_model_versions(f"name = '{REGRET.registered_name}'")) == len(before)
+    assert "unchanged" in training_report(again, "sqlite://")
+    # Reusing a version moves no alias (champion still names the newest version the fixture registered).
+    assert int(MlflowClient().get_model_version_by_alias(REGRET.registered_name, "champion").version) == max(versions)
 
 
 def test_training_logs_data_version_windows_metrics_and_the_model(versions: dict[int, TrainRun]) -> None:

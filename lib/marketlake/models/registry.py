@@ -3,6 +3,8 @@ to a model version and its bundle."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -14,11 +16,12 @@ from typing import Any
 from marketlake.config import Settings
 from marketlake.errors import InputError
 from marketlake.models.bundle import BOOSTER_FILE, BUNDLE_FILE, ModelBundle
-from marketlake.models.spec import ModelsConf
+from marketlake.models.spec import ModelsConf, ModelSpec
 from marketlake.models.train import TrainedModel
 
 log = logging.getLogger(__name__)
 SERVED = Path(__file__).with_name("served.py")
+FINGERPRINT = "marketlake.fingerprint"
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,52 @@ def _calibration_figure(trained: TrainedModel) -> Any:
     return fig
 
 
+def fingerprint(spec: ModelSpec, conf: ModelsConf, data_versions: Mapping[str, int]) -> str:
+    """What a training run depends on: the data versions, the model's population, label, features and split, and
+    the parameters of the model and its baseline. Two runs with the same fingerprint train the same model."""
+    inputs = {
+        "data": dict(data_versions),
+        "spec": [spec.table, spec.population, spec.label, spec.label_complete, spec.numeric, spec.categorical],
+        "split": [spec.validation_days, spec.test_days],
+        "xgboost": dict(conf.xgboost),
+        "logistic": dict(conf.logistic),
+        "drift_bins": conf.drift_bins,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def find_version(name: str, fingerprint: str) -> RegisteredModel | None:
+    """The registered version trained with this fingerprint, if any."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for v in sorted(versions, key=lambda v: -int(v.version)):
+        if (v.tags or {}).get(FINGERPRINT) == fingerprint:
+            return RegisteredModel(name, int(v.version), str(v.run_id), None)
+    return None
+
+
+def logged_metrics(run_id: str) -> dict[str, dict[str, float]]:
+    """The test metrics a training run logged, as {"xgboost": {...}, "baseline": {...}}."""
+    import mlflow
+
+    metrics = mlflow.get_run(run_id).data.metrics
+    return {
+        "xgboost": {k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")},
+        "baseline": {k.removeprefix("baseline_test_"): v for k, v in metrics.items() if k.startswith("baseline_test_")},
+    }
+
+
 def log_and_register(
     trained: TrainedModel,
     input_example: Any,
     data_versions: Mapping[str, int],
     alias: str | None,
+    fingerprint: str,
 ) -> RegisteredModel:
     """Log a training run (parameters, windows, data versions, features, metrics of the model and its baseline,
     importance, calibration plot, the model with its signature), register the model as a new version and, when
@@ -91,7 +135,7 @@ def log_and_register(
 
     spec = trained.spec
     with mlflow.start_run(run_name=f"{spec.name}-{trained.windows.test[1]}") as run:
-        mlflow.set_tags({"model": spec.name, "table": f"gold.{spec.table}"})
+        mlflow.set_tags({"model": spec.name, "table": f"gold.{spec.table}", FINGERPRINT: fingerprint})
         mlflow.log_params({f"xgb_{k}": v for k, v in trained.params.items()})
         mlflow.log_params(trained.windows.as_params())
         mlflow.log_params({f"data_version.{table}": v for table, v in data_versions.items()})
@@ -116,8 +160,10 @@ def log_and_register(
                 registered_model_name=spec.registered_name,
             )
         version = int(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(spec.registered_name, str(version), FINGERPRINT, fingerprint)
     if alias:
-        MlflowClient().set_registered_model_alias(spec.registered_name, alias, str(version))
+        client.set_registered_model_alias(spec.registered_name, alias, str(version))
     log.info("%s: registered %s version %d (run %s)", spec.name, spec.registered_name, version, run.info.run_id)
     return RegisteredModel(spec.registered_name, version, run.info.run_id, alias)
 

@@ -35,7 +35,11 @@ SHOWN_METRICS = ["roc_auc", "pr_auc", "precision_at_k", "recall_at_k", "ece", "b
 
 @dataclass(frozen=True)
 class TrainRun:
-    trained: TrainedModel
+    """A training job's outcome: a new registered version, or (trained is None) the version already trained on
+    the same data version with the same parameters, reused without touching the registry or its aliases."""
+
+    spec: ModelSpec
+    trained: TrainedModel | None
     registered: registry.RegisteredModel
     data_version: int
     seconds: float
@@ -79,48 +83,64 @@ def train_and_register(
     alias: str | None,
     database: str = "gold",
 ) -> TrainRun:
-    """Train on <database>.<spec.table> (gold unless a test says otherwise), log, register, write importance."""
+    """Train on <database>.<spec.table> (gold unless a test says otherwise), log, register, write importance;
+    when a version was already trained on this data version with these parameters, reuse it (a re-run changes
+    nothing)."""
     started = time.perf_counter()
     df, version = read_gold(spark, settings, spec, database)
+    data_versions = {f"gold.{spec.table}": version}
+    fingerprint = registry.fingerprint(spec, conf, data_versions)
+    existing = registry.find_version(spec.registered_name, fingerprint)
+    if existing is not None:
+        return TrainRun(spec, None, existing, version, time.perf_counter() - started)
     trained = train(df, spec, conf)
     # The signature's types: numeric features as doubles (decimals and booleans included), categoricals as text.
     typed = [F.col(c).cast("double").alias(c) for c in spec.numeric] + [
         F.col(c).cast("string").alias(c) for c in spec.categorical
     ]
     example = labelled(df, spec).select(*typed).limit(5).toPandas()
-    registered = registry.log_and_register(trained, example, {f"gold.{spec.table}": version}, alias)
+    registered = registry.log_and_register(trained, example, data_versions, alias, fingerprint)
     write_importance(spark, settings, trained, registered.version, database)
-    return TrainRun(trained, registered, version, time.perf_counter() - started)
+    return TrainRun(spec, trained, registered, version, time.perf_counter() - started)
 
 
 def training_report(result: TrainRun, tracking: str) -> str:
     """What a training run did, for the job's output: version, data and windows, and the test metrics of the model
-    next to its baseline."""
-    t, reg, spec = result.trained, result.registered, result.trained.spec
-    windows = ", ".join(
-        f"{split} {a}..{b} ({int(t.rows.get(split, {}).get('rows', 0))} rows, "
-        f"{int(t.rows.get(split, {}).get('positives', 0))} positive)"
-        for split, (a, b) in (
-            ("train", t.windows.train),
-            ("validation", t.windows.validation),
-            ("test", t.windows.test),
+    next to its baseline (from the run that trained the version, when it was reused)."""
+    t, reg, spec = result.trained, result.registered, result.spec
+    title = f"\nModel {spec.name}: {reg.name} version {reg.version}" + (f" (@{reg.alias})" if reg.alias else "")
+    if t is None:
+        lines = [
+            title + f" unchanged: already trained on gold.{spec.table} v{result.data_version} with these "
+            f"parameters (run {reg.run_id}); its test metrics:",
+        ]
+        metrics = registry.logged_metrics(reg.run_id)
+    else:
+        windows = ", ".join(
+            f"{split} {a}..{b} ({int(t.rows.get(split, {}).get('rows', 0))} rows, "
+            f"{int(t.rows.get(split, {}).get('positives', 0))} positive)"
+            for split, (a, b) in (
+                ("train", t.windows.train),
+                ("validation", t.windows.validation),
+                ("test", t.windows.test),
+            )
         )
-    )
-    table = [
-        {"model": m, **{k: round(v, 4) for k, v in values.items() if k in SHOWN_METRICS}}
-        for m, values in t.metrics.items()
-    ]
-    return "\n".join(
-        [
-            f"\nModel {spec.name}: {reg.name} version {reg.version}" + (f" (@{reg.alias})" if reg.alias else ""),
+        lines = [
+            title,
             f"  data: gold.{spec.table} v{result.data_version}; {windows}",
             f"  xgboost.spark: {t.params['num_workers']} workers, {t.params['trees']} trees; "
             f"test metrics with K = {spec.daily_budget} interventions/day:",
-            format_rows(table, ["model", *SHOWN_METRICS]),
-            f"  top features (mean |SHAP|): {', '.join(list(t.importance)[:5])}",
-            f"  {result.seconds:.0f} s; tracking: {tracking}",
         ]
-    )
+        metrics = t.metrics
+    table = [
+        {"model": m, **{k: round(v, 4) for k, v in values.items() if k in SHOWN_METRICS}}
+        for m, values in metrics.items()
+    ]
+    lines.append(format_rows(table, ["model", *SHOWN_METRICS]))
+    if t is not None:
+        lines.append(f"  top features (mean |SHAP|): {', '.join(list(t.importance)[:5])}")
+    lines.append(f"  {result.seconds:.0f} s; tracking: {tracking}")
+    return "\n".join(lines)
 
 
 def write_importance(
