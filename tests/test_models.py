@@ -257,12 +257,13 @@ def test_two_workers_one_worker_and_single_node_xgboost_agree(spark: SparkSessio
     assert min(auc.values()) > 0.6, auc
 
 
-def test_user_errors_are_one_line(tmp_path: Path) -> None:
+def test_user_errors_are_one_line(tmp_path: Path, lake: tuple[Settings, str]) -> None:
     env = {"MARKETLAKE_LAKEHOUSE": str(tmp_path), "MLFLOW_TRACKING_URI": ""}  # a fresh, empty registry
     bad_date = run_job("score.py", "--model", "regret", "--date", "2026-02-30", env=env, check=False)
     assert bad_date.returncode == 2 and bad_date.stderr.strip().splitlines()[-1].startswith("error: --date")
     unknown = run_job("train.py", "--model", "nope", env=env, check=False)
     assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr.strip().splitlines()[-1]
-    missing = run_job("score.py", "--model", "regret", "--date", "2026-03-01", env=env, check=False)
-    last = missing.stderr.strip().splitlines()[-1]
-    assert missing.returncode == 2 and "no alias @champion" in last and "train it first" in last
+    with pytest.raises(InputError, match=r"has no alias @champion in the registry .*train it first"):
+        registry.resolve("marketlake_not_trained", "champion")
+    with pytest.raises(InputError, match="has no version 99"):
+        registry.resolve(REGRET.registered_name, None, 99)
