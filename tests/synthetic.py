@@ -7,13 +7,20 @@ model on the same features cannot represent; the gold features observe velocity 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from marketlake.generator.commerce import VELOCITY_REF
+from marketlake.models.bundle import Calibration, ModelBundle
+from marketlake.models.features import category_levels
+from marketlake.models.spec import ModelsConf, ModelSpec
+from marketlake.models.train import split_frame, xgboost_params
 from tests.frames import to_spark
 
 OUTCOMES_SCHEMA = (
@@ -82,6 +89,38 @@ def purchase_outcomes(rows: int, days: int, seed: int = 7, start: date = date(20
         }
     )
     return frame
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    """One time split prepared for comparing xgboost fits: the split frame (for xgboost.spark), the training
+    levels and parameters, and the same rows as numpy matrices and labels per split (for single-node xgboost)."""
+
+    spec: ModelSpec
+    data: DataFrame
+    levels: dict[str, list[str]]
+    params: dict[str, Any]
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+
+    def bundle(self, booster: bytes) -> ModelBundle:
+        """An uncalibrated bundle around a booster, to predict on the matrices."""
+        s = self.spec
+        return ModelBundle(s.name, s.numeric, s.categorical, self.levels, Calibration((), ()), {}, booster)
+
+
+def fit_inputs(df: DataFrame, spec: ModelSpec, conf: ModelsConf) -> FitInputs:
+    data, _ = split_frame(df, spec)
+    data = data.localCheckpoint()
+    train = data.where("split = 'train'")
+    levels = category_levels(train, spec)
+    n, p = train.agg(F.count("*"), F.sum("label")).first()
+    pdf = {s: data.where(F.col("split") == s).toPandas() for s in ("train", "validation", "test")}
+    inputs = FitInputs(spec, data, levels, xgboost_params(conf, (n - p) / p), {}, {})
+    encode = inputs.bundle(b"")
+    inputs.x.update({s: encode.matrix(pdf[s]) for s in pdf})
+    inputs.y.update({s: pdf[s]["label"].to_numpy() for s in pdf})
+    return inputs
 
 
 def purchase_outcomes_frame(spark: SparkSession, rows: int, days: int, seed: int = 7) -> DataFrame:

@@ -21,16 +21,16 @@ from sklearn.metrics import roc_auc_score
 from marketlake.config import CONF_DIR, Settings
 from marketlake.errors import InputError
 from marketlake.models import registry
-from marketlake.models.bundle import Calibration, ModelBundle, top_reasons
+from marketlake.models.bundle import Calibration, top_reasons
 from marketlake.models.drift import psi
-from marketlake.models.features import category_levels, time_windows
+from marketlake.models.features import time_windows
 from marketlake.models.metrics import at_k, calibration_table, expected_calibration_error
 from marketlake.models.run import TrainRun, read_gold, score_range, train_and_register, training_report
 from marketlake.models.spec import load_models
-from marketlake.models.train import fit_single_node, fit_xgboost, split_frame, xgboost_params
+from marketlake.models.train import fit_single_node, fit_xgboost
 from marketlake.tables import create_table_if_missing, read_delta
 from tests.conftest import run_job
-from tests.synthetic import purchase_outcomes_frame
+from tests.synthetic import fit_inputs, purchase_outcomes_frame
 
 CONF = load_models(CONF_DIR)
 REGRET = CONF.spec("regret")
@@ -226,33 +226,16 @@ def test_registered_pyfunc_model_scores_like_spark(
 
 
 def test_two_workers_one_worker_and_single_node_xgboost_agree(spark: SparkSession) -> None:
-    df = purchase_outcomes_frame(spark, 6_000, 30, seed=3)
-    data, _ = split_frame(df, REGRET)
-    data = data.localCheckpoint()
-    train = data.where("split = 'train'")
-    levels = category_levels(train, REGRET)
-    counts = {
-        r["split"]: (r["n"], r["p"])
-        for r in data.groupBy("split").agg(F.count("*").alias("n"), F.sum("label").alias("p")).collect()
-    }
-    n, p = counts["train"]
-    params = xgboost_params(CONF, (n - p) / p)
-    pdf = {s: data.where(F.col("split") == s).toPandas() for s in ("train", "validation", "test")}
-
-    def bundle(booster: bytes) -> ModelBundle:
-        return ModelBundle("regret", REGRET.numeric, REGRET.categorical, levels, Calibration((), ()), {}, booster)
-
-    encode = bundle(b"")
-    x = {s: encode.matrix(pdf[s]) for s in pdf}
-    y = {s: pdf[s]["label"].to_numpy() for s in pdf}
+    f = fit_inputs(purchase_outcomes_frame(spark, 6_000, 30, seed=3), REGRET, CONF)
+    x, y = f.x, f.y
     boosters = {
-        "spark_2_workers": fit_xgboost(data, REGRET, levels, params, 2)[0],
-        "spark_1_worker": fit_xgboost(data, REGRET, levels, params, 1)[0],
+        "spark_2_workers": fit_xgboost(f.data, REGRET, f.levels, f.params, 2)[0],
+        "spark_1_worker": fit_xgboost(f.data, REGRET, f.levels, f.params, 1)[0],
         "single_node": fit_single_node(
-            x["train"], y["train"], x["validation"], y["validation"], params, REGRET.features
+            x["train"], y["train"], x["validation"], y["validation"], f.params, REGRET.features
         )[0],
     }
-    auc = {name: roc_auc_score(y["test"], bundle(b).predict(x["test"])[0]) for name, b in boosters.items()}
+    auc = {name: roc_auc_score(y["test"], f.bundle(b).predict(x["test"])[0]) for name, b in boosters.items()}
     assert max(auc.values()) - min(auc.values()) < 0.01, auc
     assert min(auc.values()) > 0.6, auc
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import reduce
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -176,10 +177,7 @@ def parse_files(
             else:
                 parsed = parse_jsonl(lines, spec)
         frames.append(with_bronze_metadata(parsed, spec, batch_id, fmt, landing_date))
-    combined = frames[0]
-    for frame in frames[1:]:
-        combined = combined.unionByName(frame)
-    return combined, expected
+    return reduce(DataFrame.unionByName, frames), expected
 
 
 def ingest_files(

@@ -13,18 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
 from marketlake.config import CONF_DIR, load_settings
-from marketlake.models.bundle import Calibration, ModelBundle
-from marketlake.models.features import category_levels
 from marketlake.models.scoring import apply_bundle
 from marketlake.models.spec import load_models
-from marketlake.models.train import fit_single_node, fit_xgboost, split_frame, xgboost_params
+from marketlake.models.train import fit_single_node, fit_xgboost
 from marketlake.session import get_spark
 from tests.conftest import REPO
-from tests.synthetic import purchase_outcomes_frame
+from tests.synthetic import fit_inputs, purchase_outcomes_frame
 
 SIZES = [int(s) for s in os.environ.get("BENCH_MODEL_ROWS", "50000,200000").split(",")]
 CONF = load_models(CONF_DIR)
@@ -44,22 +41,11 @@ def bench_spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSessi
 def test_spark_xgboost_vs_single_node_and_scoring_throughput(bench_spark: SparkSession, rows: int) -> None:
     spark = bench_spark
     df = purchase_outcomes_frame(spark, rows, 60, seed=5).repartition(4).localCheckpoint()
-    data, _ = split_frame(df, REGRET)
-    data = data.localCheckpoint()
-    train = data.where("split = 'train'")
-    levels = category_levels(train, REGRET)
-    n, p = train.agg(F.count("*"), F.sum("label")).first()
-    params = xgboost_params(CONF, (n - p) / p)
-    pdf = {s: data.where(F.col("split") == s).toPandas() for s in ("train", "validation", "test")}
-
-    def bundle(booster: bytes) -> ModelBundle:
-        return ModelBundle("regret", REGRET.numeric, REGRET.categorical, levels, Calibration((), ()), {}, booster)
-
-    x = {s: bundle(b"").matrix(pdf[s]) for s in pdf}
-    y = {s: pdf[s]["label"].to_numpy() for s in pdf}
-    result: dict[str, object] = {"rows": rows, "train_rows": int(n)}
+    f = fit_inputs(df, REGRET, CONF)
+    x, y, params, bundle = f.x, f.y, f.params, f.bundle
+    result: dict[str, object] = {"rows": rows, "train_rows": len(y["train"])}
     started = time.perf_counter()
-    spark_booster, spark_trees = fit_xgboost(data, REGRET, levels, params, 2)
+    spark_booster, spark_trees = fit_xgboost(f.data, REGRET, f.levels, params, 2)
     spark_s = time.perf_counter() - started
     started = time.perf_counter()
     local_booster, local_trees = fit_single_node(

@@ -19,7 +19,7 @@ from marketlake.config import Settings
 from marketlake.errors import InputError
 from marketlake.gold import commerce, customers, exchange, trends
 from marketlake.gold.common import Inputs, between
-from marketlake.gold.spec import GoldConf, GoldSpec, date_range
+from marketlake.gold.spec import GoldConf, GoldSpec, date_range, describe_dates
 from marketlake.tables import create_table_if_missing, current_version, is_delta_table, read_delta
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,12 @@ def _check_dates(inputs: dict[str, DataFrame], spec: GoldSpec, start: date, end:
     held = (min(firsts), max(lasts)) if firsts else None
     missing = [d for d in date_range(start, end) if held is None or not held[0] <= d <= held[1]]
     if missing:
-        shown = ", ".join(str(d) for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         names = ", ".join(f"silver.{n}" for n in inputs)
         span = f"{held[0]}..{held[1]}" if held else "no dates"
         raise InputError(
-            f"no rows for {shown} in {names} (they hold {span}), so gold.{spec.name} cannot be built for "
-            f"{start}..{end}; ingest and build silver for those dates first, or choose a range inside the data"
+            f"no rows for {describe_dates(missing)} in {names} (they hold {span}), so gold.{spec.name} cannot be "
+            f"built for {start}..{end}; ingest and build silver for those dates first, or choose a range inside the "
+            "data"
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -90,3 +90,9 @@ def load_gold(conf_dir: Path) -> GoldConf:
 
 def date_range(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def describe_dates(days: Sequence[date], shown: int = 5) -> str:
+    """The first `shown` dates of a list for an error message, and how many more there are."""
+    more = f" and {len(days) - shown} more" if len(days) > shown else ""
+    return ", ".join(str(d) for d in days[:shown]) + more

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -201,10 +201,3 @@ def detect(series: DataFrame, conf: Mapping[str, Any]) -> DataFrame:
     """Run detect_series for every (series, dimension) in parallel on the executors."""
     settings = {k: dict(conf[k]) for k in ("zscore", "isolation_forest", "forecast")}
     return series.groupBy("series", "dimension").applyInPandas(lambda pdf: detect_series(pdf, settings), SCHEMA)
-
-
-def union_series(frames: Sequence[DataFrame]) -> DataFrame:
-    result = frames[0]
-    for f in frames[1:]:
-        result = result.unionByName(f)
-    return result

@@ -13,14 +13,14 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from marketlake.models.bundle import ModelBundle
+from marketlake.models.features import level_position
 
 FLOOR = 1e-4
 
 
 def _bucket(column: str, edges: Sequence[float] | None, levels: Sequence[str] | None) -> Column:
     if levels is not None:
-        position = F.array_position(F.array(*[F.lit(v) for v in levels]), F.col(column).cast("string")) - 1
-        return position.cast("int")
+        return level_position(column, levels)
     x = F.col(column).cast("double")
     above = sum((F.when(x > F.lit(e), 1).otherwise(0) for e in edges or ()), F.lit(0))
     return F.when(x.isNull() | F.isnan(x), F.lit(-1)).otherwise(above).cast("int")

@@ -85,11 +85,16 @@ def _as_double(column: str) -> Column:
     return F.coalesce(F.col(column).cast("double"), F.lit(NAN))
 
 
-def _level_index(column: str, levels: Sequence[str]) -> Column:
+def level_position(column: str, levels: Sequence[str]) -> Column:
+    """0-based position of the column's value among the levels: -1 when unknown, null when the value is null."""
     if not levels:
-        return F.lit(NAN)
-    position = F.array_position(F.array(*[F.lit(v) for v in levels]), F.col(column).cast("string"))
-    return F.when(position > 0, (position - 1).cast("double")).otherwise(F.lit(NAN))
+        return F.when(F.col(column).isNotNull(), F.lit(-1))
+    return (F.array_position(F.array(*[F.lit(v) for v in levels]), F.col(column).cast("string")) - 1).cast("int")
+
+
+def _level_index(column: str, levels: Sequence[str]) -> Column:
+    position = level_position(column, levels)
+    return F.when(position >= 0, position.cast("double")).otherwise(F.lit(NAN))
 
 
 def feature_array(spec: ModelSpec, levels: Mapping[str, Sequence[str]]) -> Column:

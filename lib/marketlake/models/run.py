@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -17,7 +18,7 @@ from marketlake.config import Settings
 from marketlake.errors import InputError
 from marketlake.gold.build import replace_where, write_partitions
 from marketlake.gold.common import between
-from marketlake.gold.spec import GoldSpec, date_range
+from marketlake.gold.spec import GoldSpec, date_range, describe_dates
 from marketlake.models import anomalies, registry
 from marketlake.models.bundle import ModelBundle
 from marketlake.models.drift import daily_psi
@@ -61,16 +62,28 @@ def gold_location(settings: Settings, name: str, database: str = "gold") -> str:
     return str(settings.database_location(database) / name)
 
 
+def existing_gold(spark: SparkSession, settings: Settings, table: str, database: str, reader: str) -> str:
+    """The location of a gold table a job reads, or one clear error naming the reader and how to build it."""
+    location = gold_location(settings, table, database)
+    if not is_delta_table(spark, location):
+        raise InputError(
+            f"gold.{table} does not exist ({reader} reads it); "
+            f"build it first: jobs/gold_build.py --tables {table} --start ... --end ..."
+        )
+    return location
+
+
+def missing_dates(df: DataFrame, column: str, start: date, end: date) -> list[date]:
+    """The days of start..end without a row in df."""
+    held = {r[0] for r in df.select(column).distinct().collect()}
+    return [d for d in date_range(start, end) if d not in held]
+
+
 def read_gold(
     spark: SparkSession, settings: Settings, spec: ModelSpec, database: str = "gold"
 ) -> tuple[DataFrame, int]:
     """The model's gold table at its current Delta version (logged with the run, so the data is reproducible)."""
-    location = gold_location(settings, spec.table, database)
-    if not is_delta_table(spark, location):
-        raise InputError(
-            f"gold.{spec.table} does not exist (model {spec.name} learns from it); "
-            f"build it first: jobs/gold_build.py --tables {spec.table} --start ... --end ..."
-        )
+    location = existing_gold(spark, settings, spec.table, database, f"model {spec.name}")
     version = current_version(spark, location)
     return read_delta(spark, location, version), version
 
@@ -181,12 +194,10 @@ def score_range(
     version, bundle = registry.resolve(spec.registered_name, alias, version)
     df, _ = read_gold(spark, settings, spec, database)
     rows = df.where(between(spec.date, start, end))
-    held = {r[0] for r in rows.select(spec.date).distinct().collect()}
-    missing = [d for d in date_range(start, end) if d not in held]
+    missing = missing_dates(rows, spec.date, start, end)
     if missing:
         raise InputError(
-            f"gold.{spec.table} has no rows for {', '.join(map(str, missing[:5]))}"
-            f"{' and more' if len(missing) > 5 else ''}; build gold for those dates first"
+            f"gold.{spec.table} has no rows for {describe_dates(missing)}; build gold for those dates first"
         )
     keep = list(dict.fromkeys([spec.date, *spec.keys, *spec.carry]))
     scored = apply_bundle(rows, bundle, keep, reasons=spec.reasons).select(
@@ -242,13 +253,13 @@ def write_drift(
     end: date,
 ) -> int:
     """gold.model_drift: PSI of each feature per scored day against the training window; returns flagged rows."""
-    values = daily_psi(rows, bundle, spec.date)
     threshold = conf.psi_threshold
+    values = [
+        (r["date"], spec.name, version, r["feature"], float(r["psi"]), threshold, r["psi"] > threshold)
+        for r in daily_psi(rows, bundle, spec.date)
+    ]
     drift = spark.createDataFrame(
-        [
-            (r["date"], spec.name, version, r["feature"], float(r["psi"]), threshold, r["psi"] > threshold)
-            for r in values
-        ],
+        values,
         "date date, model_name string, model_version int, feature string, psi double, threshold double, "
         "flagged boolean",
     )
@@ -260,7 +271,7 @@ def write_drift(
         "population stability index per feature and scored day against the training window",
     )
     _write(spark, settings, database, drift, drift_spec, start, end, f"model_name = '{spec.name}'")
-    return sum(1 for r in values if r["psi"] > threshold)
+    return sum(1 for *_, flagged in values if flagged)
 
 
 @dataclass(frozen=True)
@@ -283,20 +294,14 @@ def detect_anomalies(
     first = start - timedelta(days=int(a["lookback_days"]))
     frames = []
     for s in a["series"]:
-        location = gold_location(settings, s["table"], database)
-        if not is_delta_table(spark, location):
-            raise InputError(
-                f"gold.{s['table']} does not exist (anomaly series {s['name']} reads it); build it first: "
-                f"jobs/gold_build.py --tables {s['table']} --start ... --end ..."
-            )
+        location = existing_gold(spark, settings, s["table"], database, f"anomaly series {s['name']}")
         kpis = read_delta(spark, location).where(between("date", first, end))
         frames.append(anomalies.series_frame(kpis, s["name"], s["dimension"], s["value"], s["components"]))
-    series = anomalies.union_series(frames).localCheckpoint()
-    held = {r[0] for r in series.select("date").distinct().collect()}
-    missing = [d for d in date_range(start, end) if d not in held]
+    series = reduce(DataFrame.unionByName, frames).localCheckpoint()
+    missing = missing_dates(series, "date", start, end)
     if missing:
         raise InputError(
-            f"no KPI rows for {', '.join(map(str, missing[:5]))}{' and more' if len(missing) > 5 else ''} in "
+            f"no KPI rows for {describe_dates(missing)} in "
             f"{', '.join('gold.' + s['table'] for s in a['series'])}; build gold for those dates first"
         )
     result = anomalies.detect(series, a).where(between("date", start, end)).localCheckpoint()
