@@ -140,7 +140,10 @@ def opening_stock(movements: DataFrame, before: date) -> DataFrame:
 
 
 def _net_units() -> F.Column:
-    return F.when(F.col("movement_type") == "out", -F.col("quantity")).otherwise(F.col("quantity"))
+    """Signed units of a movement: `in` adds stock; `out` (sales), `adjustment` (shrinkage) and `transfer` (sent to
+    the warehouse in `reference`, which books its own `in`) remove it. Quantities land positive; an unknown type
+    is quarantined in silver, so none reaches here."""
+    return F.when(F.col("movement_type") == "in", F.col("quantity")).otherwise(-F.col("quantity"))
 
 
 def inventory_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, Any], opening: DataFrame) -> DataFrame:
