@@ -53,12 +53,14 @@ lib_zip=$HERE/dist/marketlake-lib.zip
 
 export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY SPARK_HOME=${SPARK_HOME:-$spark_home}
 export MARKETLAKE_CONF_DIR=${MARKETLAKE_CONF_DIR:-$HERE/conf}
+export TZ=UTC  # the driver JVM and Python live in UTC whatever the submitting shell's zone (see session.pin_utc)
 exec "$VENV/bin/spark-submit" \
   --master "$master" \
   --name "marketlake:$(basename "$job" .py)" \
   --jars "$jars" \
   --py-files "$lib_zip" \
-  --driver-java-options "-Dderby.system.home=$root/_metastore -Dlog4j.configurationFile=file:$HERE/conf/log4j2.properties" \
+  --driver-java-options "-Dderby.system.home=$root/_metastore -Dlog4j.configurationFile=file:$HERE/conf/log4j2.properties -Duser.timezone=UTC" \
   --conf "spark.executorEnv.PYSPARK_PYTHON=$PY" \
+  --conf "spark.executorEnv.TZ=UTC" \
   "${submit_opts[@]}" \
   "$job" "$@"

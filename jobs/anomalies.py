@@ -9,7 +9,7 @@ import json
 import sys
 
 from marketlake.cli import add_date_range, base_parser, date_range_args, run
-from marketlake.config import CONF_DIR, load_settings
+from marketlake.config import load_settings
 from marketlake.gold.build import check_range
 from marketlake.models.run import detect_anomalies
 from marketlake.models.spec import load_models
@@ -20,8 +20,8 @@ from marketlake.tables import ensure_databases
 def main(args: argparse.Namespace) -> int:
     start, end = date_range_args(args)
     check_range(start, end)
-    conf = load_models(CONF_DIR)
     settings = load_settings(args.conf_env)
+    conf = load_models(settings.conf_dir, settings.overlay("models"))
     spark = get_spark(settings, "marketlake-anomalies", args.master)
     ensure_databases(spark, settings)
     result = detect_anomalies(spark, settings, conf, start, end)

@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"unknown entity '{args.entity}' for {', '.join(domains)}")
     spark = get_spark(settings, "marketlake-bronze-ingest", args.master)
     ensure_databases(spark, settings)
-    run_id, started = uuid.uuid4().hex[:12], datetime.now(UTC).replace(tzinfo=None)
+    run_id, started = uuid.uuid4().hex[:12], datetime.now(UTC)
     clock = time.perf_counter()
     tasks = []
     for domain in domains:

@@ -7,8 +7,9 @@ import argparse
 import sys
 
 from marketlake.cli import add_date_range, base_parser, date_range_args, run
-from marketlake.config import CONF_DIR, load_settings
-from marketlake.gold.build import build_table, check_range
+from marketlake.config import load_settings
+from marketlake.errors import InputError
+from marketlake.gold.build import MissingInput, build_table, check_range
 from marketlake.gold.spec import load_gold
 from marketlake.report import format_rows
 from marketlake.session import get_spark
@@ -18,12 +19,17 @@ from marketlake.tables import ensure_databases
 def main(args: argparse.Namespace) -> int:
     start, end = date_range_args(args)
     check_range(start, end)
-    conf = load_gold(CONF_DIR)
-    specs = conf.select(args.tables)
     settings = load_settings(args.conf_env)
+    conf = load_gold(settings.conf_dir, settings.overlay("gold"))
+    specs = conf.select(args.tables)
     spark = get_spark(settings, "marketlake-gold-build", args.master)
     ensure_databases(spark, settings)
-    runs = [build_table(spark, settings, conf, spec, start, end) for spec in specs]
+    runs, missing = [], []
+    for spec in specs:
+        try:
+            runs.append(build_table(spark, settings, conf, spec, start, end))
+        except MissingInput as exc:  # build every table whose inputs exist; name the others
+            missing.append(str(exc))
     rows = [
         {
             "table": r.table,
@@ -36,6 +42,10 @@ def main(args: argparse.Namespace) -> int:
     ]
     print(f"\nGold build {start}..{end}")
     print(format_rows(rows, ["table", "partitions", "rows", "commit", "seconds"]))
+    for reason in missing:
+        print(f"not built: {reason}")
+    if missing and (not runs or args.tables.strip() != "all"):
+        raise InputError(f"{len(missing)} of {len(specs)} gold tables could not be built: {missing[0]}")
     return 0
 
 

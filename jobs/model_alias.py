@@ -6,15 +6,16 @@ import argparse
 import sys
 
 from marketlake.cli import base_parser, run
-from marketlake.config import CONF_DIR, load_settings
+from marketlake.config import load_settings
 from marketlake.models import registry
 from marketlake.models.spec import load_models
 
 
 def main(args: argparse.Namespace) -> int:
-    conf = load_models(CONF_DIR)
+    settings = load_settings(args.conf_env)
+    conf = load_models(settings.conf_dir, settings.overlay("models"))
     spec = conf.spec(args.model)
-    registry.configure(load_settings(args.conf_env), conf)
+    registry.configure(settings, conf)
     alias = args.alias or str(conf.tracking.get("alias"))
     registry.set_alias(spec.registered_name, alias, args.version)
     print(f"{spec.registered_name}@{alias} -> version {args.version}")

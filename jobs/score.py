@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from marketlake.cli import add_date_range, base_parser, date_range_args, run
-from marketlake.config import CONF_DIR, load_settings
+from marketlake.config import load_settings
 from marketlake.errors import InputError
 from marketlake.gold.build import check_range
 from marketlake.models import registry
@@ -24,10 +24,10 @@ def main(args: argparse.Namespace) -> int:
     check_range(start, end)
     if args.alias and args.version is not None:
         raise InputError("give either --alias or --version, not both")
-    conf = load_models(CONF_DIR)
+    settings = load_settings(args.conf_env)
+    conf = load_models(settings.conf_dir, settings.overlay("models"))
     specs = conf.select(args.model)
     alias = None if args.version is not None else (args.alias or conf.tracking.get("alias"))
-    settings = load_settings(args.conf_env)
     spark = get_spark(settings, "marketlake-score", args.master)
     ensure_databases(spark, settings)
     registry.configure(settings, conf)

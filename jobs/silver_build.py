@@ -11,12 +11,12 @@ import uuid
 from datetime import UTC, datetime
 
 from marketlake.cli import base_parser, run
-from marketlake.config import CONF_DIR, load_settings, parse_date
+from marketlake.config import load_settings, parse_date
 from marketlake.errors import InputError
 from marketlake.report import format_rows
 from marketlake.runlog import record_silver_run, silver_watermarks
 from marketlake.session import get_spark
-from marketlake.silver.build import BuildOptions, DomainBuilder, TableRun
+from marketlake.silver.build import BuildOptions, DomainBuilder, TableRun, check_balanced
 from marketlake.silver.privacy import pii_key
 from marketlake.silver.spec import load_all
 from marketlake.tables import ensure_databases
@@ -36,17 +36,21 @@ def summary_rows(runs: list[TableRun]) -> list[dict[str, object]]:
             "unchanged": r.unchanged,
             "duplicates": r.duplicates,
             "quarantined": r.quarantined,
+            "q_inserted": r.quarantine_inserted,
+            "q_known": r.quarantine_known,
             "warned": r.warned,
             "balanced": "yes" if r.balanced else "NO",
             "seconds": r.seconds,
         }
         for r in runs
+        if not r.skipped
     ]
 
 
 def main(args: argparse.Namespace) -> int:
     settings = load_settings(args.conf_env)
-    specs, rules = load_all(CONF_DIR, settings.sources)
+    overlays = {name: settings.overlay(name) for name in ("silver", "quality")}
+    specs, rules = load_all(settings.conf_dir, settings.sources, overlays)
     domains = tuple(specs) if args.domain == "all" else (args.domain,)
     for d in domains:
         if d not in specs:
@@ -64,18 +68,27 @@ def main(args: argparse.Namespace) -> int:
     fx = {str(k): float(v) for k, v in (settings.silver.get("fx_usd_per_unit") or {}).items()}
     all_runs: list[TableRun] = []
     for domain in domains:
-        run_id, started = uuid.uuid4().hex[:12], datetime.now(UTC).replace(tzinfo=None)
+        run_id, started = uuid.uuid4().hex[:12], datetime.now(UTC)
         options = BuildOptions(run_id, started, key, fx, *(window or (None, None)))
         builder = DomainBuilder(spark, settings, domain, specs[domain], rules, options, silver_watermarks(spark))
         runs = builder.build()
         record_silver_run(spark, run_id, started, domain, window, runs)
         all_runs += runs
+    built = [r for r in all_runs if not r.skipped]
+    if not built:
+        raise InputError(
+            f"no bronze tables for {', '.join(domains)}: run jobs/bronze_ingest.py for the domain(s) first"
+        )
     rows = summary_rows(all_runs)
-    print("\nSilver run: rows in (+ retried) = silver (inserted + updated + unchanged + duplicates) + quarantined")
+    print(
+        "\nSilver run: rows in (+ retried) = silver (inserted + updated + unchanged + duplicates) + quarantined "
+        "(q_inserted new + q_known already held), each side counted at its sink"
+    )
     print(format_rows(rows, list(rows[0]) if rows else ["table"]))
-    unbalanced = [r.table for r in all_runs if not r.balanced]
-    if unbalanced:
-        raise RuntimeError(f"row accounting does not balance for {unbalanced}; see ops.silver_runs")
+    for r in all_runs:
+        if r.skipped:
+            print(f"skipped silver.{r.table}: {r.skipped}")
+    check_balanced(all_runs)
     return 0
 
 

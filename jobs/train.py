@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from marketlake.cli import base_parser, run
-from marketlake.config import CONF_DIR, load_settings
+from marketlake.config import load_settings
 from marketlake.models import registry
 from marketlake.models.run import train_and_register, training_report
 from marketlake.models.spec import load_models
@@ -16,9 +16,9 @@ from marketlake.tables import ensure_databases
 
 
 def main(args: argparse.Namespace) -> int:
-    conf = load_models(CONF_DIR)
-    specs = conf.select(args.model)
     settings = load_settings(args.conf_env)
+    conf = load_models(settings.conf_dir, settings.overlay("models"))
+    specs = conf.select(args.model)
     alias = None if args.no_alias else (args.alias or conf.tracking.get("alias"))
     spark = get_spark(settings, "marketlake-train", args.master)
     ensure_databases(spark, settings)

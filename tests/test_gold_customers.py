@@ -3,8 +3,10 @@ few thousand generated rows, two as-of dates each."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import shutil
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from marketlake.config import CONF_DIR
+from marketlake.config import CONF_DIR, load_settings
 from marketlake.gold.customers import churn_risk, exchange_rfm
 from marketlake.gold.spec import load_gold
 from tests.frames import to_spark
@@ -195,3 +197,36 @@ def test_churn_risk_equals_pandas(spark: SparkSession, activity: dict[str, pd.Da
     )
     levels = {r["risk_level"] for r in result.select("risk_level").distinct().collect()}
     assert levels == {"Active", "Medium Risk", "High Risk", "Churned"}
+
+
+def test_the_rfm_window_is_said_once_in_conf(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An environment's overlay of gold.yaml (read from MARKETLAKE_CONF_DIR) narrows the RFM window: both what RFM
+    counts and what the build reads follow it."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "narrow.yaml").write_text("overlays:\n  gold:\n    rfm:\n      window_days: 10\n")
+    monkeypatch.setenv("MARKETLAKE_CONF_DIR", str(conf))
+    settings = load_settings("narrow")
+    narrow = load_gold(settings.conf_dir, settings.overlay("gold"))
+    assert (narrow.tables["exchange_rfm"].lookback, narrow.tables["commerce_rfm"].lookback) == (11, 10)
+    assert (PARAMS["rfm"]["window_days"], load_gold(CONF_DIR).tables["commerce_rfm"].lookback) == (90, 90)
+    as_of = date(2026, 5, 1)
+    trades = pd.DataFrame(
+        {
+            "trade_id": ["t1", "t2"],
+            "user_id": "u1",
+            "pair": "BTC/USDT",
+            "quantity": Decimal(1),
+            "price": [Decimal(100), Decimal(50)],
+            "fee": Decimal(0),
+            "fee_asset": "USDT",
+            "executed_at": [datetime(2026, 4, 26, 12, tzinfo=UTC), datetime(2026, 4, 11, 12, tzinfo=UTC)],
+        }
+    )
+    inputs = {"exchange_trades": to_spark(spark, trades.assign(event_date=trades["executed_at"].dt.date), TRADES)}
+    wide = exchange_rfm(inputs, as_of, as_of, PARAMS).first()
+    small = exchange_rfm(inputs, as_of, as_of, narrow.params).first()
+    assert (wide["frequency"], wide["monetary_usd"]) == (2, Decimal("150.00"))
+    assert (small["frequency"], small["monetary_usd"]) == (1, Decimal("100.00"))

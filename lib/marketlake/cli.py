@@ -11,6 +11,7 @@ from datetime import date
 
 from marketlake.config import parse_date
 from marketlake.errors import InputError, MarketlakeError
+from marketlake.session import pin_utc
 
 log = logging.getLogger("marketlake")
 
@@ -67,6 +68,7 @@ def run(
 
     With sql_errors_are_user_errors (jobs that run a user's SQL), Spark analysis and parse errors count too.
     """
+    pin_utc()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     started = time.perf_counter()

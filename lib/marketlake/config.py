@@ -1,4 +1,8 @@
-"""Layered configuration: conf/base.yaml + conf/<env>.yaml (+ conf/sources.yaml), loaded once into frozen objects.
+"""Layered configuration: conf/base.yaml + conf/<env>.yaml, loaded once into frozen objects.
+
+The other conf files (sources, silver, quality, gold, models) are layered the same way: `overlays.<file>` in
+conf/<env>.yaml is merged over conf/<file>.yaml, so an environment changes one parameter without copying a file.
+MARKETLAKE_CONF_DIR names another conf directory (every file is read from it).
 
 Environment overrides, applied after the files: MARKETLAKE_LAKEHOUSE (lakehouse root), MARKETLAKE_LANDING
 (landing zone), MARKETLAKE_SPARK_MASTER (Spark master). Relative paths resolve against the working directory.
@@ -20,6 +24,8 @@ from marketlake.errors import ConfigError, InputError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT_ENV = "local"
+# Conf files that are not environments (conf/<env>.yaml), in the order the pipeline reads them.
+CONF_FILES = ("base", "sources", "silver", "quality", "gold", "models")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class Settings:
     silver: Mapping[str, Any]
     privacy: Mapping[str, Any]
     sources: Mapping[str, Mapping[str, SourceSpec]] = field(repr=False)
+    conf_dir: Path = CONF_DIR
+    overlays: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     @property
     def metastore_dir(self) -> Path:
@@ -69,6 +77,10 @@ class Settings:
     @property
     def warehouse_dir(self) -> Path:
         return self.lakehouse_root / "_warehouse"
+
+    def overlay(self, name: str) -> dict[str, Any]:
+        """The environment's overrides for conf/<name>.yaml (empty when it has none)."""
+        return _thaw(self.overlays.get(name) or {})
 
     def database_location(self, database: str) -> Path:
         return self.lakehouse_root / database
@@ -103,6 +115,14 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             merged[key] = value
     return merged
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
 
 
 def _freeze(value: Any) -> Any:
@@ -149,10 +169,13 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
     conf_dir = conf_dir or Path(os.environ.get("MARKETLAKE_CONF_DIR", CONF_DIR))
     env_file = conf_dir / f"{env}.yaml"
     if not env_file.is_file():
-        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem not in ("base", "sources"))
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem not in CONF_FILES)
         raise ConfigError(f"unknown config environment '{env}' (no {env_file}); choose one of {known}")
     raw = deep_merge(_read_yaml(conf_dir / "base.yaml"), _read_yaml(env_file))
-    sources_raw = _read_yaml(conf_dir / "sources.yaml")
+    overlays = raw.pop("overlays", None) or {}
+    if not isinstance(overlays, Mapping) or set(overlays) - set(CONF_FILES):
+        raise ConfigError(f"{env_file}: overlays must map conf files ({', '.join(CONF_FILES[1:])}) to overrides")
+    sources_raw = deep_merge(_read_yaml(conf_dir / "sources.yaml"), overlays.get("sources") or {})
     try:
         lakehouse = raw["lakehouse"]
         spark = raw["spark"]
@@ -178,6 +201,8 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
             silver=_freeze(raw.get("silver", {})),
             privacy=_freeze(raw.get("privacy", {})),
             sources=MappingProxyType(sources),
+            conf_dir=conf_dir,
+            overlays=_freeze(dict(overlays)),
         )
     except KeyError as exc:
         raise ConfigError(f"config is missing the required key {exc}") from None

@@ -124,12 +124,13 @@ def parse_rules(raw: Mapping[str, Any]) -> dict[str, tuple[Rule, ...]]:
     return rules
 
 
-def load_rules(path: Path) -> dict[str, tuple[Rule, ...]]:
+def load_rules(path: Path, overlay: Mapping[str, Any] | None = None) -> dict[str, tuple[Rule, ...]]:
+    """Rules per table from a rules file, with an environment's overlay (a table's list replaces the file's)."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read quality rules {path}: {exc}") from None
-    return parse_rules(raw)
+    return parse_rules({**raw, **(overlay or {})})
 
 
 def _lookup(rule: Rule, df: DataFrame, keys: Sequence[str], context: QualityContext) -> tuple[str, DataFrame | None]:

@@ -54,7 +54,8 @@ SILVER_RUNS_SCHEMA = (
     "run_id string, run_started_at timestamp, domain string, mode string, start_date date, end_date date, "
     "silver_table string, rows_in long, retried long, quarantined long, warned long, duplicates long, inserted long, "
     "updated long, unchanged long, silver_rows long, balanced boolean, seconds double, "
-    "drift_columns map<string,long>, bronze_versions map<string,long>"
+    "drift_columns map<string,long>, bronze_versions map<string,long>, merge_source_rows long, "
+    "quarantine_inserted long, quarantine_known long"
 )
 SILVER_RULES = "ops.silver_rule_counts"
 SILVER_RULES_SCHEMA = "run_id string, silver_table string, rule string, severity string, failed_rows long"
@@ -87,6 +88,7 @@ def record_silver_run(
     runs: Sequence[TableRun],
 ) -> None:
     """Per-table counts and per-rule counts of a run; for incremental runs also move the watermarks."""
+    runs = [r for r in runs if not r.skipped]
     start, end = window or (None, None)
     mode = "range" if window else "incremental"
     rows = [
@@ -111,11 +113,15 @@ def record_silver_run(
             r.seconds,
             r.drift,
             r.bronze_versions,
+            r.merge_source_rows,
+            r.quarantine_inserted,
+            r.quarantine_known,
         )
         for r in runs
     ]
     runs_path = _ensure(spark, SILVER_RUNS, SILVER_RUNS_SCHEMA, "ops: one row per silver table per run")
-    spark.createDataFrame(rows, SILVER_RUNS_SCHEMA).write.format("delta").mode("append").save(runs_path)
+    runs_frame = spark.createDataFrame(rows, SILVER_RUNS_SCHEMA)
+    runs_frame.write.format("delta").mode("append").option("mergeSchema", "true").save(runs_path)
     rules = [(run_id, r.table, name, severity, n) for r in runs for name, severity, n in r.rule_counts]
     rules_path = _ensure(spark, SILVER_RULES, SILVER_RULES_SCHEMA, "ops: rows failing each rule, per run and table")
     spark.createDataFrame(rules, SILVER_RULES_SCHEMA).write.format("delta").mode("append").save(rules_path)

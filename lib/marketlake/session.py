@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +18,14 @@ log = logging.getLogger(__name__)
 
 JARS_DIR = Path(os.environ.get("MARKETLAKE_JARS_DIR", CONF_DIR.parent / ".jars"))
 LOG4J_CONF = CONF_DIR / "log4j2.properties"
+
+
+def pin_utc() -> None:
+    """Make this process (and the JVM it starts) live in UTC: PySpark turns a naive datetime into a timestamp, and
+    a collected timestamp back into a datetime, with the Python process's local zone, whatever
+    spark.sql.session.timeZone says. Called before any session starts."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
 
 
 def delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
@@ -36,7 +45,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting marketlake relies on, for the builder or for spark-submit's --conf."""
     root = settings.lakehouse_root
     metastore = settings.metastore_dir
-    java_opts = f"-Dderby.system.home={metastore} -Dlog4j.configurationFile=file:{LOG4J_CONF}"
+    java_opts = f"-Dderby.system.home={metastore} -Dlog4j.configurationFile=file:{LOG4J_CONF} -Duser.timezone=UTC"
     return {
         **settings.spark.conf,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -50,7 +59,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
         "spark.hadoop.hive.metastore.schema.verification": "false",
         "spark.driver.extraJavaOptions": java_opts,
-        "spark.executor.extraJavaOptions": f"-Dlog4j.configurationFile=file:{LOG4J_CONF}",
+        "spark.executor.extraJavaOptions": f"-Dlog4j.configurationFile=file:{LOG4J_CONF} -Duser.timezone=UTC",
+        "spark.executorEnv.TZ": "UTC",
         "spark.marketlake.root": str(root),
     }
 
@@ -66,6 +76,7 @@ def get_spark(
     The master comes from the argument, else the config (MARKETLAKE_SPARK_MASTER overrides it); under
     spark-submit the submitted master and jars are kept.
     """
+    pin_utc()
     settings.metastore_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name or settings.spark.app_name)
     conf = session_conf(settings)

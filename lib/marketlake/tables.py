@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -137,28 +140,76 @@ class MergeResult:
         return self.source_rows - self.inserted - self.updated
 
 
+_COMMIT_TAG = "spark.databricks.delta.commitInfo.userMetadata"
+_TAG_LOCK = threading.Lock()
+
+
+@contextmanager
+def tagged_commits(spark: SparkSession) -> Iterator[str]:
+    """A unique tag that every Delta commit made by this session inside the block carries as userMetadata, so our
+    own commit is found again by what it is, never mistaken for another writer's."""
+    tag = f"marketlake-{uuid.uuid4().hex}"
+    with _TAG_LOCK:
+        previous = spark.conf.get(_COMMIT_TAG, None)
+        spark.conf.set(_COMMIT_TAG, tag)
+        try:
+            yield tag
+        finally:
+            if previous is None:
+                spark.conf.unset(_COMMIT_TAG)
+            else:
+                spark.conf.set(_COMMIT_TAG, previous)
+
+
+def _merge_counts(result: DataFrame) -> tuple[int, int]:
+    """(inserted, updated) from the metrics frame DeltaMergeBuilder.execute() returns for this MERGE."""
+    row = result.first()
+    return (int(row["num_inserted_rows"] or 0), int(row["num_updated_rows"] or 0)) if row else (0, 0)
+
+
 def merge_latest(df: DataFrame, ref: str, keys: Sequence[str], event_time: str) -> MergeResult:
     """Upsert df (one row per key) into a Delta table: new keys are inserted, a row replaces the stored one only
     when its event time is later, so a late, older event never overwrites a newer state and a replay changes
-    nothing."""
+    nothing.
+
+    Inserted and updated rows come from what execute() returns; the rows the MERGE took as source (which
+    execute() does not report) from the metrics of our own commit, found by its unique tag."""
     spark = df.sparkSession
     before = current_version(spark, ref)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    (
-        delta_table(spark, ref)
-        .alias("t")
-        .merge(df.alias("s"), on)
-        .whenMatchedUpdateAll(condition=f"s.`{event_time}` > t.`{event_time}`")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-    commit = _commit_since(spark, ref, before, F.col("operation") == "MERGE")
+    with tagged_commits(spark) as tag:
+        result = (
+            delta_table(spark, ref)
+            .alias("t")
+            .merge(df.alias("s"), on)
+            .whenMatchedUpdateAll(condition=f"s.`{event_time}` > t.`{event_time}`")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    inserted, updated = _merge_counts(result)
+    commit = _commit_since(spark, ref, before, F.col("userMetadata") == tag)
     metrics = (commit["operationMetrics"] if commit else None) or {}
-    return MergeResult(
-        source_rows=int(metrics.get("numSourceRows", 0)),
-        inserted=int(metrics.get("numTargetRowsInserted", 0)),
-        updated=int(metrics.get("numTargetRowsUpdated", 0)),
-    )
+    return MergeResult(source_rows=int(metrics.get("numSourceRows", 0)), inserted=inserted, updated=updated)
+
+
+def insert_new(df: DataFrame, ref: str, keys: Sequence[str]) -> int:
+    """Insert the rows of df whose keys the table does not hold yet (one MERGE); returns the rows inserted, as
+    execute() reports them."""
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    result = delta_table(df.sparkSession, ref).alias("t").merge(df.alias("s"), on).whenNotMatchedInsertAll().execute()
+    return _merge_counts(result)[0]
+
+
+def overwrite_counted(df: DataFrame, ref: str, table: str, partition_by: Sequence[str] = ()) -> int:
+    """Overwrite the Delta table at location ref (registered as `table`) with df in one commit; returns the rows
+    written, from the metrics of that commit (found by its own userMetadata tag)."""
+    spark = df.sparkSession
+    tag = f"marketlake-{uuid.uuid4().hex}"
+    before = current_version(spark, ref) if is_delta_table(spark, ref) else -1
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").option("userMetadata", tag)
+    writer.partitionBy(*partition_by).option("path", ref).saveAsTable(table)
+    commit = _commit_since(spark, ref, before, F.col("userMetadata") == tag)
+    return int(((commit["operationMetrics"] if commit else None) or {}).get("numOutputRows", 0))
 
 
 def restore(spark: SparkSession, ref: str, version: int) -> None:

@@ -45,6 +45,10 @@ BUILDERS: dict[str, Builder] = {
 MAX_RANGE_DAYS = 3660
 
 
+class MissingInput(InputError):
+    """A silver table a gold table reads does not exist (its source was never ingested or built)."""
+
+
 @dataclass(frozen=True)
 class GoldRun:
     table: str
@@ -78,7 +82,7 @@ def read_inputs(
         path = silver_path(settings, name)
         if not is_delta_table(spark, path):
             domain = name.split("_", 1)[0]
-            raise InputError(
+            raise MissingInput(
                 f"silver.{name} does not exist (needed by gold.{spec.name}); "
                 f"build it first: jobs/silver_build.py --domain {domain}"
             )

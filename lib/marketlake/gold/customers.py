@@ -12,8 +12,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from marketlake.gold.common import Inputs, dates, first_match, lookup, ratio
-from marketlake.gold.exchange import _activity, _priced_trades
+from marketlake.gold.common import Inputs, dates, first_match, ratio
+from marketlake.gold.exchange import _activity, trades_in_usd, wallet_in_usd
 
 
 def _as_of_window(events: DataFrame, day_column: str, start: date, end: date, days: int) -> DataFrame:
@@ -54,15 +54,41 @@ def rfm(events: DataFrame, entity: str, start: date, end: date, params: Mapping[
 
 
 def exchange_rfm(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:
-    trades = _priced_trades(inputs["exchange_trades"], params).select(
-        "user_id", "event_date", F.col("volume_usd").alias("value")
-    )
+    trades = trades_in_usd(inputs, params).select("user_id", "event_date", F.col("volume_usd").alias("value"))
     return rfm(trades.where(F.col("user_id").isNotNull()), "user_id", start, end, params)
 
 
+def resolved_customers(orders: DataFrame, customers: DataFrame) -> DataFrame:
+    """Orders with `customer_key`, one key per person across platforms: the keyed hash of the order's email, else
+    of the email on the shop's customer record for its customer_id, else `id:<customer_id>` (a customer known only
+    by a platform id stays on their own). A person buying on Shopify and on Amazon with one email is one customer."""
+    emails = customers.select("customer_id", F.col("email_hash").alias("_customer_email_hash"))
+    key = F.coalesce(
+        F.concat(F.lit("email:"), F.col("email_hash")),
+        F.concat(F.lit("email:"), F.col("_customer_email_hash")),
+        F.concat(F.lit("id:"), F.col("customer_id")),
+    )
+    return orders.join(emails, "customer_id", "left").withColumn("customer_key", key).drop("_customer_email_hash")
+
+
 def commerce_rfm(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:
-    orders = inputs["commerce_orders"].select("customer_id", "event_date", F.col("order_total_usd").alias("value"))
-    return rfm(orders.where(F.col("customer_id").isNotNull()), "customer_id", start, end, params)
+    """RFM per person (customer_key, see resolved_customers), with the person's lowest platform customer id and
+    the platforms they bought on in the window."""
+    orders = resolved_customers(inputs["commerce_orders"], inputs["commerce_customers"]).select(
+        "customer_key", "customer_id", "platform", "event_date", F.col("order_total_usd").alias("value")
+    )
+    scored = rfm(orders.where(F.col("customer_key").isNotNull()), "customer_key", start, end, params)
+    window = _as_of_window(orders, "event_date", start, end, int(params["rfm"]["window_days"]))
+    who = window.groupBy("as_of_date", "customer_key").agg(
+        F.min("customer_id").alias("customer_id"), F.array_sort(F.collect_set("platform")).alias("platforms")
+    )
+    return scored.join(who, ["as_of_date", "customer_key"]).select(
+        "as_of_date",
+        "customer_key",
+        "customer_id",
+        "platforms",
+        *[c for c in scored.columns if c not in ("as_of_date", "customer_key")],
+    )
 
 
 def _risk_level(days: Column, params: Mapping[str, Any]) -> Column:
@@ -112,7 +138,7 @@ def churn_features(inputs: Inputs, start: date, end: date, params: Mapping[str, 
     conf = params["churn"]
     label_days = int(conf["label_days"])
     seen = _last_seen(inputs, start, end, params).where(F.col("last_activity_at").isNotNull())
-    trades = _priced_trades(inputs["exchange_trades"], params).select(
+    trades = trades_in_usd(inputs, params).select(
         "user_id", "event_date", F.lit("trade").alias("kind"), F.col("volume_usd").cast("double").alias("value")
     )
     logins = inputs["exchange_logins"].select(
@@ -121,11 +147,8 @@ def churn_features(inputs: Inputs, start: date, end: date, params: Mapping[str, 
         F.when(F.col("success"), F.lit("login")).otherwise(F.lit("failed_login")).alias("kind"),
         F.lit(0.0).alias("value"),
     )
-    wallet = inputs["exchange_wallet_transactions"].select(
-        "user_id",
-        "event_date",
-        F.col("tx_type").alias("kind"),
-        (F.col("amount") * lookup(params["exchange"]["asset_usd"], F.col("asset"))).cast("double").alias("value"),
+    wallet = wallet_in_usd(inputs, params).select(
+        "user_id", "event_date", F.col("tx_type").alias("kind"), F.col("amount_usd").alias("value")
     )
     events = trades.unionByName(logins).unionByName(wallet)
     past = _as_of_window(events, "event_date", start, end, int(conf["lookback_days"]))

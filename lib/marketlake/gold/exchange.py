@@ -10,48 +10,53 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from marketlake.gold.common import Inputs, between, dates, lookup, money, ratio
+from marketlake.gold.prices import priced_amounts, priced_trades
 
 
-def _usd(params: Mapping[str, Any], asset: Column) -> Column:
-    return lookup(params["exchange"]["asset_usd"], asset)
+def _fixed_usd(params: Mapping[str, Any]) -> Mapping[str, float]:
+    return params["exchange"]["asset_usd"]
 
 
-def _priced_trades(trades: DataFrame, params: Mapping[str, Any]) -> DataFrame:
-    quote = F.substring_index(F.col("pair"), "/", -1)
-    notional = F.col("quantity") * F.col("price")
-    return trades.select(
-        "*",
-        notional.alias("notional"),
-        (notional * _usd(params, quote)).alias("volume_usd"),
-        (F.col("fee") * _usd(params, F.col("fee_asset"))).alias("fee_usd"),
-    )
+def trades_in_usd(inputs: Inputs, params: Mapping[str, Any]) -> DataFrame:
+    """Every trade read, valued in USD as of its time (see marketlake.gold.prices)."""
+    return priced_trades(inputs["exchange_trades"], _fixed_usd(params))
+
+
+def wallet_in_usd(inputs: Inputs, params: Mapping[str, Any]) -> DataFrame:
+    """Every wallet transaction read, with amount_usd (the amount, sign kept, valued as of its time)."""
+    tx = inputs["exchange_wallet_transactions"]
+    return priced_amounts(tx, inputs["exchange_trades"], _fixed_usd(params), "amount", "asset", "created_at")
 
 
 def pair_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:
-    trades = _priced_trades(inputs["exchange_trades"].where(between("event_date", start, end)), params)
+    """Per pair and day: volume and fees in USD as of each trade (trades not yet priceable counted in
+    unpriced_trades), trade count, VWAP in the quote asset, distinct traders."""
+    trades = trades_in_usd(inputs, params).where(between("event_date", start, end))
     return trades.groupBy(F.col("event_date").alias("date"), "pair").agg(
         money(F.sum("volume_usd")).alias("volume_usd"),
         F.count(F.lit(1)).alias("trade_count"),
         (F.sum("notional") / F.sum("quantity")).cast("decimal(28,8)").alias("vwap"),
         money(F.sum("fee_usd")).alias("fees_usd"),
         F.count_distinct("user_id").alias("distinct_traders"),
+        F.count(F.when(~F.col("usd_priced"), 1)).alias("unpriced_trades"),
     )
 
 
 def fee_tiers_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:
     """Per tier (the user's current tier): fee revenue, paying users, revenue per paying user, effective fee rate
     = fees / volume next to the tier's nominal taker rate."""
-    trades = _priced_trades(inputs["exchange_trades"].where(between("event_date", start, end)), params)
+    trades = trades_in_usd(inputs, params).where(between("event_date", start, end))
     users = inputs["exchange_users"].select("user_id", F.coalesce("tier", F.lit("unknown")).alias("tier"))
     fees = trades.join(users, "user_id", "left").fillna("unknown", ["tier"])
     daily = fees.groupBy(F.col("event_date").alias("date"), "tier").agg(
         money(F.sum("fee_usd")).alias("fee_revenue_usd"),
         money(F.sum("volume_usd")).alias("volume_usd"),
         F.count_distinct(F.when(F.col("fee_usd") > 0, F.col("user_id"))).alias("paying_users"),
+        F.count(F.when(~F.col("usd_priced"), 1)).alias("unpriced_trades"),
     )
     return daily.select(
         "*",
@@ -79,13 +84,14 @@ def _activity(inputs: Inputs) -> DataFrame:
 
 
 def active_users_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:
-    """DAU, MAU (distinct active users in the 30 days ending on the date) and DAU/MAU."""
+    """DAU, MAU (distinct active users in the mau_days ending on the date) and DAU/MAU."""
+    mau_days = int(params["exchange"]["mau_days"])
     days = _activity(inputs).select("user_id", "event_date").distinct()
-    # Each active user-day counts towards the MAU of the 30 dates starting on it.
+    # Each active user-day counts towards the MAU of the mau_days dates starting on it.
     counted = days.select(
         "user_id",
         "event_date",
-        F.explode(F.sequence(F.col("event_date"), F.date_add(F.col("event_date"), 29))).alias("date"),
+        F.explode(F.sequence(F.col("event_date"), F.date_add(F.col("event_date"), mau_days - 1))).alias("date"),
     ).where(between("date", start, end))
     stats = counted.groupBy("date").agg(
         F.count_distinct(F.when(F.col("event_date") == F.col("date"), F.col("user_id"))).alias("dau"),
@@ -149,19 +155,24 @@ def execution_daily(inputs: Inputs, start: date, end: date, params: Mapping[str,
 
 
 def compliance_flags(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:
-    """One row per flagged transaction and flag: `large_transaction` (USD value over the threshold) and
-    `rapid_withdrawal` (a withdrawal of at least rapid_share of a deposit made in the rapid_hours before it; the
-    latest such deposit is named in related_tx_id)."""
+    """One row per flagged transaction and flag: `large_transaction` (USD value as of the transaction over the
+    threshold), `rapid_withdrawal` (a withdrawal of at least rapid_share of a deposit made in the rapid_hours before
+    it; the latest such deposit is named in related_tx_id) and `unpriced_transaction` (no USD price for its asset
+    yet, so the threshold could not be checked: review it by hand)."""
     conf = params["exchange"]["compliance"]
-    tx = inputs["exchange_wallet_transactions"].select(
-        "*", (F.abs(F.col("amount")) * _usd(params, F.col("asset"))).alias("amount_usd")
-    )
+    tx = wallet_in_usd(inputs, params).withColumn("amount_usd", F.abs(F.col("amount_usd")))
     today = tx.where(between("event_date", start, end))
     columns = ["tx_id", "user_id", "tx_type", "asset", "amount", "amount_usd", "created_at"]
     large = today.where(F.col("amount_usd") > float(conf["large_transaction_usd"])).select(
         F.col("event_date").alias("date"),
         *columns,
         F.lit("large_transaction").alias("flag"),
+        F.lit(None).cast("string").alias("related_tx_id"),
+    )
+    unpriced = today.where(~F.col("usd_priced")).select(
+        F.col("event_date").alias("date"),
+        *columns,
+        F.lit("unpriced_transaction").alias("flag"),
         F.lit(None).cast("string").alias("related_tx_id"),
     )
     deposits = tx.where(F.col("tx_type") == "deposit").select(
@@ -189,7 +200,7 @@ def compliance_flags(inputs: Inputs, start: date, end: date, params: Mapping[str
             F.col("deposit_tx_id").alias("related_tx_id"),
         )
     )
-    return large.unionByName(rapid)
+    return large.unionByName(rapid).unionByName(unpriced)
 
 
 def funnel_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:

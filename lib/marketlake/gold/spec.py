@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -11,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from marketlake.config import deep_merge
 from marketlake.errors import ConfigError, InputError
 
 
@@ -63,10 +66,45 @@ class GoldConf:
         return [self.spec(n) for n in wanted]
 
 
-def load_gold(conf_dir: Path) -> GoldConf:
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
+_FUNCTIONS = {"max": max, "min": min}
+
+
+def days_from(expression: object, params: Mapping[str, Any]) -> int:
+    """A lookback/lookahead in days: a whole number, or arithmetic (+ - * //, max, min) over numbers and parameter
+    paths such as `rfm.window_days + exchange.price_lookback_days`, so each window is stated once in conf."""
+    if isinstance(expression, int):
+        return expression
+
+    def value(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+            return _FUNCTIONS[node.func.id](*(value(a) for a in node.args))
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            path = ast.unparse(node)
+            found: Any = params
+            for part in path.split("."):
+                if not isinstance(found, Mapping) or part not in found:
+                    raise ValueError(f"no parameter {path}")
+                found = found[part]
+            return int(found)
+        raise ValueError(f"unsupported expression {ast.unparse(node)!r}")
+
+    try:
+        return value(ast.parse(str(expression), mode="eval").body)
+    except SyntaxError:
+        raise ValueError(f"{expression!r} is not a number or an expression") from None
+
+
+def load_gold(conf_dir: Path, overlay: Mapping[str, Any] | None = None) -> GoldConf:
+    """conf/gold.yaml with an environment's overlay (Settings.overlay("gold")) merged over it."""
     path = conf_dir / "gold.yaml"
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = deep_merge(yaml.safe_load(path.read_text()) or {}, overlay or {})
+        params = {k: v for k, v in raw.items() if k != "tables"}
         tables = {
             name: GoldSpec(
                 name=name,
@@ -74,8 +112,8 @@ def load_gold(conf_dir: Path) -> GoldConf:
                 grain=str(t["grain"]),
                 inputs=tuple(t["inputs"]),
                 about=" ".join(str(t["about"]).split()),
-                lookback=int(t.get("lookback", 0)),
-                lookahead=int(t.get("lookahead", 0)),
+                lookback=days_from(t.get("lookback", 0), params),
+                lookahead=days_from(t.get("lookahead", 0), params),
                 monthly=bool(t.get("monthly", False)),
             )
             for name, t in raw["tables"].items()
@@ -84,7 +122,6 @@ def load_gold(conf_dir: Path) -> GoldConf:
         raise ConfigError(f"config file not found: {path}") from None
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: malformed gold table spec ({exc})") from None
-    params = {k: v for k, v in raw.items() if k != "tables"}
     return GoldConf(MappingProxyType(tables), MappingProxyType(params))
 
 

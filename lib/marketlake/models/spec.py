@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from marketlake.config import deep_merge
 from marketlake.errors import ConfigError, InputError
 
 DRIFT_TABLE = "model_drift"
@@ -123,10 +124,11 @@ def _model(name: str, m: Mapping[str, Any]) -> ModelSpec:
     return spec
 
 
-def load_models(conf_dir: Path) -> ModelsConf:
+def load_models(conf_dir: Path, overlay: Mapping[str, Any] | None = None) -> ModelsConf:
+    """conf/models.yaml with an environment's overlay (Settings.overlay("models")) merged over it."""
     path = conf_dir / "models.yaml"
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = deep_merge(yaml.safe_load(path.read_text()) or {}, overlay or {})
         return ModelsConf(
             models=MappingProxyType({name: _model(name, m) for name, m in raw["models"].items()}),
             tracking=MappingProxyType(dict(raw.get("tracking") or {})),

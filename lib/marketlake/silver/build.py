@@ -2,8 +2,10 @@
 data-quality rules, quarantine what fails, deduplicate and MERGE the rest (latest event wins), and account for
 every row.
 
-Per table and run: rows in (+ retried) = silver (inserted + updated + unchanged + duplicates) + quarantined, where
-the Delta MERGE's own source-row metric is checked against our count of deduplicated rows.
+Per table and run, the balance adds counts each measured on its own: rows read from bronze (+ retried) = rows the
+silver MERGE took as source + duplicates (accepted rows minus their distinct keys) + rows the quarantine MERGE
+inserted + failed rows the quarantine already held (a replay). A row lost between the check and the writes
+unbalances it, and the job fails.
 
 Incremental runs read bronze through Delta's change data feed from the version after the table's watermark;
 watermarks move only after every table of the domain is written, so a killed run is simply re-run (MERGE and the
@@ -41,8 +43,10 @@ from marketlake.tables import (
     create_table_if_missing,
     current_version,
     delta_table,
+    insert_new,
     is_delta_table,
     merge_latest,
+    overwrite_counted,
     read_delta,
 )
 
@@ -75,6 +79,9 @@ class TableRun:
     updated: int = 0
     unchanged: int = 0
     merge_source_rows: int = 0
+    quarantine_inserted: int = 0
+    quarantine_known: int = 0
+    skipped: str | None = None
     seconds: float = 0.0
     drift: dict[str, int] = field(default_factory=dict)
     bronze_versions: dict[str, int] = field(default_factory=dict)
@@ -82,14 +89,29 @@ class TableRun:
 
     @property
     def silver_rows(self) -> int:
-        return self.inserted + self.updated + self.unchanged + self.duplicates
+        return self.merge_source_rows + self.duplicates
 
     @property
     def balanced(self) -> bool:
-        deduplicated = self.rows_in + self.retried - self.quarantined - self.duplicates
-        return self.rows_in + self.retried == self.silver_rows + self.quarantined and (
-            deduplicated == self.merge_source_rows
+        """Rows read = what each sink took, every figure measured on its own (none derived from another)."""
+        sinks = self.merge_source_rows + self.duplicates + self.quarantine_inserted + self.quarantine_known
+        return self.rows_in + self.retried == sinks
+
+
+class UnbalancedRun(RuntimeError):
+    """Rows read and rows written do not add up: a row was lost or counted twice between the check and a write."""
+
+
+def check_balanced(runs: Sequence[TableRun]) -> None:
+    """Fail the run when any table's accounting does not balance."""
+    unbalanced = [r for r in runs if not r.balanced]
+    if unbalanced:
+        detail = "; ".join(
+            f"{r.table}: read {r.rows_in + r.retried} != silver source {r.merge_source_rows} + duplicates "
+            f"{r.duplicates} + quarantine inserted {r.quarantine_inserted} + already quarantined {r.quarantine_known}"
+            for r in unbalanced
         )
+        raise UnbalancedRun(f"row accounting does not balance ({detail}); see ops.silver_runs")
 
 
 @dataclass(frozen=True)
@@ -287,9 +309,9 @@ class DomainBuilder:
             )
         return path
 
-    def quarantine(self, failed: DataFrame, resolved: DataFrame) -> None:
-        """Insert newly failed rows (a row quarantined before is not added again) and mark retried rows that now
-        pass as resolved by this run."""
+    def quarantine(self, failed: DataFrame, run: TableRun) -> None:
+        """Insert newly failed rows; a row quarantined before (a replay, or a retry that fails again) is not added
+        again but counted as already held."""
         schema = self.spark.createDataFrame([], QUARANTINE_SCHEMA).schema
         path = self.ensure("quarantine", self.domain, schema, False, f"quarantine: rejected {self.domain} records")
         o = self.options
@@ -308,40 +330,42 @@ class DomainBuilder:
             now.alias("quarantined_at"),
             F.lit(None).cast("string").alias("resolved_run_id"),
             F.lit(None).cast("timestamp").alias("resolved_at"),
-            F.lit(True).alias("_failed"),
         )
+        held = read_delta(self.spark, path).select(*QUARANTINE_KEY)
+        run.quarantine_known = rows.join(held, list(QUARANTINE_KEY), "left_semi").count()
+        run.quarantine_inserted = insert_new(rows, path, QUARANTINE_KEY)
+
+    def resolve(self, resolved: DataFrame) -> None:
+        """Mark quarantined rows that a retry now accepts as resolved by this run."""
+        path = self.path("quarantine", self.domain)
+        o = self.options
         fixed = resolved.select(
             F.concat(F.lit(f"bronze.{self.domain}_"), F.col("_source_entity")).alias("source_table"),
             "_batch_id",
             "_source_file",
             "_line_no",
-            F.lit(False).alias("_failed"),
         )
-        source = rows.unionByName(fixed, allowMissingColumns=True)
         on = " AND ".join(f"t.{k} = s.{k}" for k in QUARANTINE_KEY)
         (
             delta_table(self.spark, path)
             .alias("t")
-            .merge(source.alias("s"), on)
+            .merge(fixed.alias("s"), on)
             .whenMatchedUpdate(
-                condition="NOT s._failed AND t.resolved_run_id IS NULL",
-                set={"resolved_run_id": F.lit(o.run_id), "resolved_at": now},
+                condition="t.resolved_run_id IS NULL",
+                set={"resolved_run_id": F.lit(o.run_id), "resolved_at": F.lit(o.now).cast("timestamp")},
             )
-            .whenNotMatchedInsert(condition="s._failed", values={c: F.col(f"s.{c}") for c in schema.fieldNames()})
             .execute()
         )
 
     def upsert(self, spec: TableSpec, rows: DataFrame, run: TableRun) -> DataFrame:
         """Deduplicate (latest per key) and MERGE into the silver table; returns the deduplicated rows."""
         latest = rows.transform(latest_per_key(spec.key, spec.event_time)).persist(StorageLevel.MEMORY_AND_DISK)
-        distinct = latest.count()
         path = self.ensure(
             "silver", spec.table, latest.schema, bool(spec.event_date), f"silver: {spec.domain}.{spec.name}"
         )
         result = merge_latest(latest, path, spec.key, spec.event_time)
         run.merge_source_rows = result.source_rows
         run.inserted, run.updated, run.unchanged = result.inserted, result.updated, result.unchanged
-        run.duplicates = run.rows_in + run.retried - run.quarantined - distinct
         return latest
 
     # ---- one table -------------------------------------------------------------------------------------------
@@ -360,7 +384,12 @@ class DomainBuilder:
     def load(self, spec: TableSpec, run: TableRun) -> None:
         rules = self.rules[spec.table]
         inputs: dict[str, DataFrame] = {}
-        for entity in spec.sources:
+        present = [e for e in spec.sources if self.is_table(self.path("bronze", f"{self.domain}_{e}"))]
+        if not present:
+            names = ", ".join(f"bronze.{self.domain}_{e}" for e in spec.sources)
+            run.skipped = f"no source: {names} does not exist (ingest it with jobs/bronze_ingest.py)"
+            return
+        for entity in present:
             fresh, version = self.bronze(spec, entity)
             run.bronze_versions[f"bronze.{self.domain}_{entity}"] = version
             retry = self.retries(spec, rules, entity, fresh)
@@ -372,25 +401,28 @@ class DomainBuilder:
         # Checkpointed, not cached: writing the quarantine or silver tables it read would drop a cache, and a
         # recomputation would see the new state (a released row no longer waiting, a key already stored).
         checked = rows.transform(check(spec, rules, self.options.now, _Context(self, spec))).localCheckpoint()
-        self.count(checked, rules, run)
+        self.count(checked, spec, rules, run)
         accepted, failed = split_quarantine(checked)
         if run.rows_in + run.retried == 0:
             # Nothing new; the table still exists (empty if nothing ever came), so gold can read every source.
             stored = accepted.select(*self.stored_columns(spec, accepted)).schema
             self.ensure("silver", spec.table, stored, bool(spec.event_date), f"silver: {spec.domain}.{spec.name}")
             return
-        if run.quarantined or run.retried:
-            self.quarantine(failed, accepted.where(F.col("_retry")))
+        if run.quarantined:
+            self.quarantine(failed, run)
+        if run.retried:
+            self.resolve(accepted.where(F.col("_retry")))
         latest = self.upsert(spec, accepted.select(*self.stored_columns(spec, accepted)), run)
         if any(s.derived == spec.name and not s.rebuild for s in self.specs):
             self.accepted[spec.name] = latest  # unpersisted by derive()
         else:
             latest.unpersist()
 
-    def count(self, checked: DataFrame, rules: Sequence[Rule], run: TableRun) -> None:
-        """Rows in, retried, quarantined, warned and per-rule failures in one pass; drifted columns (if any) in
-        another."""
+    def count(self, checked: DataFrame, spec: TableSpec, rules: Sequence[Rule], run: TableRun) -> None:
+        """Rows in, retried, quarantined, warned, duplicates (accepted rows minus their distinct keys) and per-rule
+        failures in one pass; drifted columns (if any) in another."""
         failed = F.size(QUARANTINE_COLUMN) > 0
+        accepted_key = F.when(~failed, F.struct(*[F.col(k) for k in spec.key]))
         per_rule = [
             F.sum(
                 F.array_contains(QUARANTINE_COLUMN if r.severity == "quarantine" else WARNINGS_COLUMN, r.name).cast(
@@ -405,11 +437,12 @@ class DomainBuilder:
             F.sum(failed.cast("long")),
             F.sum((~failed & (F.size(WARNINGS_COLUMN) > 0)).cast("long")),
             F.count("_rescued_data"),
+            F.count(accepted_key) - F.count_distinct(accepted_key),
             *per_rule,
         ).first()
         values = [int(v or 0) for v in (totals or [])]
-        run.rows_in, run.retried, run.quarantined, run.warned, drifting = values[:5]
-        run.rule_counts = [(r.name, r.severity, n) for r, n in zip(rules, values[5:], strict=True)]
+        run.rows_in, run.retried, run.quarantined, run.warned, drifting, run.duplicates = values[:6]
+        run.rule_counts = [(r.name, r.severity, n) for r, n in zip(rules, values[6:], strict=True)]
         if not drifting:
             return
         drifted = (
@@ -425,13 +458,19 @@ class DomainBuilder:
         """Order lines of the orders written in this run (an order's latest version wins, so do its lines)."""
         orders = self.accepted.pop(str(spec.derived), None)
         if orders is None:
+            if not self.is_table(self.path("silver", spec.table)) and not self.is_table(
+                self.path("silver", f"{self.domain}_{spec.derived}")
+            ):
+                run.skipped = f"its parent silver.{self.domain}_{spec.derived} was not built"
             return
         lines = conform.order_lines(orders).select(
             "*",
             *([F.to_date(spec.event_date).alias("event_date")] if spec.event_date else []),
             F.lit(self.options.run_id).alias("_run_id"),
         )
-        run.rows_in = lines.count()
+        keys = F.struct(*[F.col(k) for k in spec.key])
+        totals = lines.agg(F.count(F.lit(1)), F.count(keys) - F.count_distinct(keys)).first()
+        run.rows_in, run.duplicates = (int(v or 0) for v in totals) if totals else (0, 0)
         self.upsert(spec, lines, run).unpersist()
         orders.unpersist()
 
@@ -440,21 +479,14 @@ class DomainBuilder:
         per-creator baselines depend on all of it)."""
         path, source = self.path("silver", spec.table), self.path("silver", f"{self.domain}_{spec.derived}")
         if not self.is_table(source):
+            run.skipped = f"its source silver.{self.domain}_{spec.derived} was not built"
             return
         if self.is_table(path) and not self.changed.get(f"{self.domain}_{spec.derived}", False):
             return
         telemetry = read_delta(self.spark, source)
         signals = conform.trend_signals(telemetry).withColumn("_run_id", F.lit(self.options.run_id))
         run.rows_in = telemetry.count()
-        (
-            signals.write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .partitionBy("event_date")
-            .option("path", path)
-            .saveAsTable(spec.silver_table)
-        )
-        written = read_delta(self.spark, path).count()
+        written = overwrite_counted(signals, path, spec.silver_table, ["event_date"])
         run.inserted = written
         run.merge_source_rows = written
 
@@ -463,6 +495,10 @@ class DomainBuilder:
         for spec in self.specs:
             run = self.build_table(spec)
             self.changed[spec.table] = bool(run.inserted or run.updated)
+            if run.skipped:
+                log.warning("%s skipped: %s", spec.silver_table, run.skipped)
+                runs.append(run)
+                continue
             log.info(
                 "%-34s in %d (+%d retried) = silver %d (new %d, updated %d, unchanged %d, duplicates %d) "
                 "+ quarantined %d; warned %d (%.1f s)%s",

@@ -9,18 +9,19 @@ key and every hash changes: rebuild silver and gold together.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from marketlake.errors import ConfigError
 
 log = logging.getLogger(__name__)
-BLOCK = 64  # SHA-256 block size in bytes
 
 
 def pii_key(privacy: Mapping[str, Any]) -> bytes:
@@ -40,14 +41,17 @@ def normalise(value: Column) -> Column:
 
 
 def hmac_sha256(value: Column, key: bytes) -> Column:
-    """HMAC-SHA256 (RFC 2104) of the value's UTF-8 bytes, as 64 hex digits; null stays null."""
-    if len(key) > BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(BLOCK, b"\0")
-    inner_pad = bytes(b ^ 0x36 for b in key).hex()
-    outer_pad = bytes(b ^ 0x5C for b in key).hex()
-    inner = F.unhex(F.sha2(F.concat(F.unhex(F.lit(inner_pad)), F.encode(value, "UTF-8")), 256))
-    return F.sha2(F.concat(F.unhex(F.lit(outer_pad)), inner), 256)
+    """HMAC-SHA256 (RFC 2104) of the value's UTF-8 bytes, as 64 hex digits; null stays null.
+
+    Computed in a pandas UDF whose closure holds the key: a key (or its pads) written as a literal in a Spark
+    expression would be printed by EXPLAIN, the UI and the event log, and anyone reading them could re-hash
+    guessed emails."""
+
+    @F.pandas_udf("string")  # type: ignore[call-overload]
+    def keyed_hash(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: None if v is None else hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest())
+
+    return keyed_hash(value)
 
 
 def mask(value: Column) -> Column:

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from marketlake.config import SourceSpec
+from marketlake.config import SourceSpec, deep_merge
 from marketlake.errors import ConfigError
 from marketlake.quality import Rule, load_rules
 
@@ -116,14 +116,14 @@ def parse_table_specs(
 
 
 def load_table_specs(
-    conf_dir: Path, sources: Mapping[str, Mapping[str, SourceSpec]]
+    conf_dir: Path, sources: Mapping[str, Mapping[str, SourceSpec]], overlay: Mapping[str, Any] | None = None
 ) -> dict[str, tuple[TableSpec, ...]]:
     path = conf_dir / "silver.yaml"
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read silver table specs {path}: {exc}") from None
-    return parse_table_specs(raw, sources)
+    return parse_table_specs(deep_merge(raw, overlay or {}), sources)
 
 
 def table_rules(
@@ -158,11 +158,15 @@ def table_rules(
 
 
 def load_all(
-    conf_dir: Path, sources: Mapping[str, Mapping[str, SourceSpec]]
+    conf_dir: Path,
+    sources: Mapping[str, Mapping[str, SourceSpec]],
+    overlays: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, tuple[TableSpec, ...]], dict[str, tuple[Rule, ...]]]:
-    """Table specs per domain and the full rule list per table (<domain>_<name>)."""
-    specs = load_table_specs(conf_dir, sources)
-    configured = load_rules(conf_dir / "quality.yaml")
+    """Table specs per domain and the full rule list per table (<domain>_<name>), with an environment's overlays
+    for silver.yaml and quality.yaml (keyed by file name) merged over the files."""
+    overlays = overlays or {}
+    specs = load_table_specs(conf_dir, sources, overlays.get("silver"))
+    configured = load_rules(conf_dir / "quality.yaml", overlays.get("quality"))
     known = {s.table for domain in specs.values() for s in domain}
     stray = sorted(set(configured) - known)
     if stray:

@@ -1,0 +1,117 @@
+"""Silver's row accounting adds counts measured at each sink on their own, so it can fail: a row lost between the
+check and the writes unbalances the run and check_balanced fails it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from marketlake.config import CONF_DIR, Settings
+from marketlake.silver import build as silver_build
+from marketlake.silver.build import BuildOptions, DomainBuilder, TableRun, UnbalancedRun, check_balanced
+from marketlake.silver.spec import load_all
+from marketlake.tables import create_table_if_missing
+from tests.frames import bronze_frame
+
+NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
+USERS = [
+    {"user_id": "U1", "tier": "basic", "updated_at": "2026-03-01T10:00:00Z"},
+    {"user_id": "U2", "tier": "pro", "updated_at": "2026-03-01T10:00:00Z"},
+    {"user_id": "U2", "tier": "vip", "updated_at": "2026-03-01T11:00:00Z"},  # a later version of U2
+    {"user_id": "U3", "tier": "vip", "updated_at": "2026-03-01T10:00:00Z"},
+    {"user_id": "U3", "tier": "vip", "updated_at": "2026-03-01T10:00:00Z"},  # the same line sent twice
+    {"user_id": "U4", "tier": "gold", "updated_at": "2026-03-01T10:00:00Z"},  # unknown tier: quarantined
+    {"user_id": "U5", "tier": "basic", "updated_at": "2026-03-01T10:00:00Z", "registered_at": None},  # missing
+]
+
+
+def _bronze_rows(spark: SparkSession, settings: Settings) -> DataFrame:
+    defaults = {"status": "active", "kyc_status": "verified", "registered_at": "2026-02-01T09:00:00Z"}
+    records = [{"email": f"{u['user_id'].lower()}@example.com", **defaults, **u} for u in USERS]
+    return bronze_frame(spark, settings.sources["exchange"]["users"], records, date(2026, 3, 1), NOW)
+
+
+@pytest.fixture
+def builder(spark: SparkSession, settings: Settings, tmp_path: Path) -> Iterator[DomainBuilder]:
+    """A builder of silver.exchange_users alone over a bronze table of USERS, in this test's own databases."""
+    names = {db: f"{db}_{tmp_path.name[-12:].replace('-', '_')}" for db in ("bronze", "silver", "quarantine")}
+    for db, name in names.items():
+        spark.sql(f"CREATE DATABASE {name} LOCATION '{tmp_path / db}'")
+    local = dataclasses.replace(settings, lakehouse_root=tmp_path)
+    _bronze_rows(spark, settings).write.format("delta").save(str(tmp_path / "bronze" / "exchange_users"))
+    specs, rules = load_all(CONF_DIR, settings.sources)
+    users = [s for s in specs["exchange"] if s.name == "users"]
+    options = BuildOptions("run-1", NOW, b"test-key", {"USD": 1.0})
+
+    class Local(DomainBuilder):
+        """Registers its tables in this test's databases (their locations are the paths it reads)."""
+
+        def ensure(self, database: str, table: str, schema: StructType, partition: bool, comment: str) -> str:
+            path = self.path(database, table)
+            if not self.is_table(path):
+                partitions = ["event_date"] if partition else []
+                create_table_if_missing(self.spark, f"{names[database]}.{table}", schema, partitions, comment)
+            return path
+
+    yield Local(spark, local, "exchange", users, rules, options, {})
+    for name in names.values():
+        spark.sql(f"DROP DATABASE IF EXISTS {name} CASCADE")
+
+
+def _only(runs: list[TableRun]) -> TableRun:
+    (run,) = runs
+    return run
+
+
+def test_each_sink_counts_for_itself_and_a_replay_still_balances(builder: DomainBuilder) -> None:
+    first = _only(builder.build())
+    assert (first.rows_in, first.duplicates, first.merge_source_rows) == (7, 2, 3)
+    assert (first.quarantined, first.quarantine_inserted, first.quarantine_known) == (2, 2, 0)
+    assert (first.inserted, first.updated, first.unchanged) == (3, 0, 0)
+    assert first.balanced
+    again = _only(builder.build())  # the same bronze rows read again: nothing new anywhere
+    assert (again.merge_source_rows, again.unchanged, again.duplicates) == (3, 3, 2)
+    assert (again.quarantine_inserted, again.quarantine_known) == (0, 2)
+    assert again.balanced
+    check_balanced([first, again])
+
+
+def test_a_row_lost_before_the_silver_write_unbalances_the_run(
+    builder: DomainBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    split = silver_build.split_quarantine
+
+    def leaky(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
+        accepted, failed = split(checked)
+        return accepted.where(F.col("user_id") != "U1"), failed  # a filter slipped between check and write
+
+    monkeypatch.setattr(silver_build, "split_quarantine", leaky)
+    run = _only(builder.build())
+    assert (run.rows_in, run.merge_source_rows, run.duplicates, run.quarantine_inserted) == (7, 2, 2, 2)
+    assert not run.balanced
+    with pytest.raises(UnbalancedRun, match="exchange_users: read 7 != silver source 2"):
+        check_balanced([run])
+
+
+def test_a_row_lost_before_the_quarantine_write_unbalances_the_run(
+    builder: DomainBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    split = silver_build.split_quarantine
+
+    def leaky(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
+        accepted, failed = split(checked)
+        return accepted, failed.where(F.col("user_id") != "U4")
+
+    monkeypatch.setattr(silver_build, "split_quarantine", leaky)
+    run = _only(builder.build())
+    assert (run.quarantined, run.quarantine_inserted, run.quarantine_known) == (2, 1, 0)
+    assert not run.balanced
+    with pytest.raises(UnbalancedRun):
+        check_balanced([run])
