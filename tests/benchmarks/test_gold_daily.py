@@ -4,7 +4,8 @@ One lakehouse with 184 days of silver (generated at scale 0.1, ingested and buil
 table is built into two databases: `gold_h1` holding 1 day of history and `gold_h180` holding 180 days. Then the
 daily run for each of the next three days is timed on both, side by side in one warm session (the silver inputs are
 the same, only the history already in the gold tables differs). Prints a JSON line with the ratio and appends it to
-lakehouse/bench/gold_daily.jsonl.
+lakehouse/bench/gold_daily.jsonl; fails when the ratio misses the target or the two databases' new partitions
+differ (history must change the cost, never the numbers).
 """
 
 from __future__ import annotations
@@ -94,3 +95,10 @@ def test_daily_run_time_does_not_grow_with_history(session: tuple[SparkSession, 
     bench_dir.mkdir(parents=True, exist_ok=True)
     with (bench_dir / "gold_daily.jsonl").open("a") as fh:
         fh.write(json.dumps(result) + "\n")
+    new_days = (FIRST_DAILY, FIRST_DAILY + timedelta(days=2))
+    for spec in specs:
+        first, last = spec.partitions(*new_days)
+        where = f"`{spec.partition}` BETWEEN DATE'{first}' AND DATE'{last}'"
+        short, long = (spark.table(f"{db}.{spec.name}").where(where) for db in ("gold_h1", "gold_h180"))
+        assert short.count() == long.count() and short.exceptAll(long).isEmpty(), f"{spec.name}: {first}..{last}"
+    assert h180 / h1 <= TARGET_RATIO, result
