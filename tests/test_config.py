@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from marketlake.config import deep_merge, load_settings, parse_date
+from marketlake.config import CONF_DIR, deep_merge, load_settings, parse_date
 from marketlake.errors import ConfigError, InputError
+from marketlake.gold.spec import days_from, load_gold
+from marketlake.models.spec import load_models
+from marketlake.silver.spec import load_all
 
 
 def test_env_file_is_merged_over_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,3 +68,38 @@ def test_deep_merge_and_dates() -> None:
     assert parse_date("2026-02-28") == date(2026, 2, 28)
     with pytest.raises(InputError, match="--start '2026-02-30' is not a date in YYYY-MM-DD form"):
         parse_date("2026-02-30", "--start")
+
+
+def test_every_conf_file_takes_the_environments_overlay(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "tight.yaml").write_text(
+        "overlays:\n"
+        "  gold: {churn: {label_days: 14}}\n"
+        "  models: {risk_band_default: calm}\n"
+        "  quality: {exchange_users: []}\n"
+        "  sources: {exchange: {users: {required: [user_id]}}}\n"
+    )
+    s = load_settings("tight", conf_dir=conf)
+    assert s.sources["exchange"]["users"].required == ("user_id",)
+    gold = load_gold(s.conf_dir, s.overlay("gold"))
+    assert (gold.params["churn"]["label_days"], gold.tables["exchange_churn_features"].lookahead) == (14, 14)
+    assert load_models(s.conf_dir, s.overlay("models")).risk_band_default == "calm"
+    _, rules = load_all(s.conf_dir, s.sources, {"quality": s.overlay("quality")})
+    assert [r.name for r in rules["exchange_users"]] == ["record_parseable", "user_id_present"] + [
+        r.name for r in rules["exchange_users"] if r.kind == "castable"
+    ]
+    (conf / "typo.yaml").write_text("overlays: {gol: {}}\n")
+    with pytest.raises(ConfigError, match="overlays must map conf files"):
+        load_settings("typo", conf_dir=conf)
+
+
+def test_windows_are_derived_from_the_parameters() -> None:
+    params = {"rfm": {"window_days": 90}, "exchange": {"price_lookback_days": 1, "compliance": {"rapid_hours": 30}}}
+    assert days_from(7, params) == 7
+    assert days_from("rfm.window_days + exchange.price_lookback_days", params) == 91
+    assert days_from("max((exchange.compliance.rapid_hours + 23) // 24, exchange.price_lookback_days)", params) == 2
+    with pytest.raises(ValueError, match=r"no parameter rfm\.nope"):
+        days_from("rfm.nope", params)
+    with pytest.raises(ValueError, match="unsupported expression"):
+        days_from("__import__('os')", params)

@@ -55,7 +55,8 @@ def runs(spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempP
     events = base / "events"
     events.mkdir()
     (conf / "audit.yaml").write_text(
-        f"spark:\n  conf:\n    spark.eventLog.enabled: 'true'\n    spark.eventLog.dir: 'file://{events}'\n"
+        "spark:\n  conf:\n    spark.eventLog.enabled: 'true'\n    spark.eventLog.compress: 'false'\n"
+        f"    spark.eventLog.dir: 'file://{events}'\n"
     )
     audit = {"MARKETLAKE_CONF_DIR": str(conf), "MARKETLAKE_PII_KEY": SECRET}
     out = {}

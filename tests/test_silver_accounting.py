@@ -83,35 +83,29 @@ def test_each_sink_counts_for_itself_and_a_replay_still_balances(builder: Domain
     check_balanced([first, again])
 
 
-def test_a_row_lost_before_the_silver_write_unbalances_the_run(
-    builder: DomainBuilder, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("lose", "sinks"),
+    [
+        ("silver", {"merge_source_rows": 2, "duplicates": 2, "quarantine_inserted": 2, "quarantine_known": 0}),
+        ("quarantine", {"merge_source_rows": 3, "duplicates": 2, "quarantine_inserted": 1, "quarantine_known": 0}),
+    ],
+)
+def test_a_row_lost_between_the_check_and_a_write_unbalances_the_run(
+    builder: DomainBuilder, monkeypatch: pytest.MonkeyPatch, lose: str, sinks: dict[str, int]
 ) -> None:
     split = silver_build.split_quarantine
 
     def leaky(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
+        """A filter slipped between the check and the silver (U1) or quarantine (U4) write."""
         accepted, failed = split(checked)
-        return accepted.where(F.col("user_id") != "U1"), failed  # a filter slipped between check and write
-
-    monkeypatch.setattr(silver_build, "split_quarantine", leaky)
-    run = _only(builder.build())
-    assert (run.rows_in, run.merge_source_rows, run.duplicates, run.quarantine_inserted) == (7, 2, 2, 2)
-    assert not run.balanced
-    with pytest.raises(UnbalancedRun, match="exchange_users: read 7 != silver source 2"):
-        check_balanced([run])
-
-
-def test_a_row_lost_before_the_quarantine_write_unbalances_the_run(
-    builder: DomainBuilder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    split = silver_build.split_quarantine
-
-    def leaky(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
-        accepted, failed = split(checked)
+        if lose == "silver":
+            return accepted.where(F.col("user_id") != "U1"), failed
         return accepted, failed.where(F.col("user_id") != "U4")
 
     monkeypatch.setattr(silver_build, "split_quarantine", leaky)
     run = _only(builder.build())
-    assert (run.quarantined, run.quarantine_inserted, run.quarantine_known) == (2, 1, 0)
+    assert (run.rows_in, run.quarantined) == (7, 2)
+    assert {k: getattr(run, k) for k in sinks} == sinks
     assert not run.balanced
-    with pytest.raises(UnbalancedRun):
+    with pytest.raises(UnbalancedRun, match=f"exchange_users: read 7 != silver source {sinks['merge_source_rows']}"):
         check_balanced([run])

@@ -173,7 +173,7 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
         raise ConfigError(f"unknown config environment '{env}' (no {env_file}); choose one of {known}")
     raw = deep_merge(_read_yaml(conf_dir / "base.yaml"), _read_yaml(env_file))
     overlays = raw.pop("overlays", None) or {}
-    if not isinstance(overlays, Mapping) or set(overlays) - set(CONF_FILES):
+    if not isinstance(overlays, Mapping) or set(overlays) - set(CONF_FILES[1:]):
         raise ConfigError(f"{env_file}: overlays must map conf files ({', '.join(CONF_FILES[1:])}) to overrides")
     sources_raw = deep_merge(_read_yaml(conf_dir / "sources.yaml"), overlays.get("sources") or {})
     try:

@@ -45,7 +45,7 @@ def with_usd_rate(
     """df with `name`: the USD value of one unit of `asset` at time `at` (null when no price is known yet)."""
     fixed = lookup(fixed_usd, asset)
     keyed = df.withColumn(_ASSET, F.when(fixed.isNull(), asset))
-    joined = asof_join(keyed, prices, _ASSET, at, _AT, tiebreak=[_TRADE], strategy="broadcast")
+    joined = asof_join(keyed, prices, _ASSET, at, _AT, tiebreak=[_TRADE])
     return joined.withColumn(name, F.coalesce(fixed, F.col(_PRICE))).drop(_ASSET, _AT, _PRICE, _TRADE)
 
 
