@@ -4,6 +4,11 @@ is known, distributed vs single-node agreement, registry versions and aliases, s
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import site
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -11,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from chispa import assert_df_equality
 from mlflow import MlflowClient
@@ -29,7 +35,7 @@ from marketlake.models.run import TrainRun, read_gold, score_range, train_and_re
 from marketlake.models.spec import load_models
 from marketlake.models.train import fit_single_node, fit_xgboost
 from marketlake.tables import create_table_if_missing, read_delta
-from tests.conftest import run_job
+from tests.conftest import REPO, run_job
 from tests.synthetic import fit_inputs, purchase_outcomes_frame
 
 CONF = load_models(CONF_DIR)
@@ -223,6 +229,54 @@ def test_registered_pyfunc_model_scores_like_spark(
     merged = rows.merge(spark_scores, on=list(REGRET.keys))
     assert len(merged) == len(rows)
     np.testing.assert_allclose(merged["score"], merged["expected"], rtol=0, atol=1e-9)
+
+
+# Run with `python -I -S`: no PYTHONPATH, no user site, no current directory and no site processing, so the .pth
+# file of marketlake's editable install (which puts lib/ on sys.path) never runs. argv[1] names the site-packages
+# directories to put back as plain sys.path entries (their .pth files stay unread), argv[2] the model URI, argv[3]
+# the input rows and argv[4] the output file.
+CLEAN_LOAD = """
+import importlib.util, json, sys
+sys.path.extend(json.loads(sys.argv[1]))
+assert importlib.util.find_spec("marketlake") is None, "marketlake is importable"
+import mlflow, pandas
+model = mlflow.pyfunc.load_model(sys.argv[2])
+model.predict(pandas.read_parquet(sys.argv[3])).to_parquet(sys.argv[4])
+print(sys.modules["marketlake.models.bundle"].__file__)
+"""
+
+
+def test_registered_model_loads_and_scores_in_a_process_without_marketlake(
+    spark: SparkSession, lake: tuple[Settings, str], versions: dict[int, TrainRun], tmp_path: Path
+) -> None:
+    settings, db = lake
+    uri = f"models:/{REGRET.registered_name}/{max(versions)}"
+    gold, _ = read_gold(spark, settings, REGRET, db)
+    rows = gold.orderBy(*REGRET.keys).limit(40).select(*REGRET.features).toPandas()
+    features = rows.astype({c: "float64" for c in REGRET.numeric})
+    assert features.isna().any().any(), "the rows should include missing values"
+    features.to_parquet(tmp_path / "rows.parquet")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = mlflow.get_tracking_uri()
+    args = [json.dumps(site.getsitepackages()), uri, str(tmp_path / "rows.parquet"), str(tmp_path / "scores.parquet")]
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", CLEAN_LOAD, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    # marketlake came from the code logged with the model, not from the source tree.
+    loaded_from = Path(done.stdout.strip().splitlines()[-1])
+    assert loaded_from.parts[-4:] == ("code", "marketlake", "models", "bundle.py")
+    assert not loaded_from.is_relative_to(REPO)
+    clean = pd.read_parquet(tmp_path / "scores.parquet")
+    here = mlflow.pyfunc.load_model(uri).predict(features)
+    assert len(clean) == len(here) == len(rows)
+    for column in ("raw_score", "score"):
+        np.testing.assert_allclose(clean[column], here[column], rtol=0, atol=1e-9)
 
 
 def test_two_workers_one_worker_and_single_node_xgboost_agree(spark: SparkSession) -> None:

@@ -171,7 +171,9 @@ def churn_features(inputs: Inputs, start: date, end: date, params: Mapping[str, 
         F.sum(F.when(F.col("kind").isin("deposit", "withdrawal") & recent, F.col("value")).otherwise(0.0)).alias(
             "net_flow_usd_30d"
         ),
-        F.count_distinct(F.when(recent, F.col("event_date"))).alias("active_days_30d"),
+        F.count_distinct(F.when(recent & (F.col("kind") != "failed_login"), F.col("event_date"))).alias(
+            "active_days_30d"
+        ),
     )
     future_days = _activity(inputs).select("user_id", F.col("event_date").alias("day")).distinct()
     grid = dates(future_days.sparkSession, start, end, "as_of_date")

@@ -107,9 +107,11 @@ def active_users_daily(inputs: Inputs, start: date, end: date, params: Mapping[s
 
 
 def execution_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]) -> DataFrame:
-    """Per pair and day: orders placed, trades executed, their ratio; time to first fill of the orders first
-    filled that day (orders created up to the lookback before); notional-weighted signed slippage in bps against
-    the order's price (positive = worse for the trader: a buy above or a sell below it)."""
+    """Per pair and day: orders placed, trades executed, their ratio (0 with no order placed, null with no
+    trade); time to first fill of the orders first filled that day; notional-weighted signed slippage in bps
+    against the order's price (positive = worse for the trader: a buy above or a sell below it). Fill times and
+    slippage use the orders created within order_lookback_days before the fill's day, whatever the build's range."""
+    lookback = int(params["exchange"]["execution"]["order_lookback_days"])
     orders = inputs["exchange_orders"]
     trades = inputs["exchange_trades"]
     placed = (
@@ -131,10 +133,11 @@ def execution_daily(inputs: Inputs, start: date, end: date, params: Mapping[str,
             "left",
         )
     )
+    known = F.to_date("order_created_at") >= F.date_sub(F.col("event_date"), lookback)
     side = F.when(F.col("side") == "sell", F.lit(-1.0)).otherwise(F.lit(1.0))
-    slippage_bps = side * ratio(F.col("price") - F.col("order_price"), F.col("order_price")) * 10_000
+    slippage_bps = F.when(known, side * ratio(F.col("price") - F.col("order_price"), F.col("order_price")) * 10_000)
     fill_s = F.col("executed_at").cast("long") - F.col("order_created_at").cast("long")
-    first = (F.col("_fill_no") == 1) & F.col("order_created_at").isNotNull()
+    first = (F.col("_fill_no") == 1) & F.coalesce(known, F.lit(False))
     notional = (F.col("quantity") * F.col("price")).cast("double")
     executed = fills.groupBy(F.col("event_date").alias("date"), "pair").agg(
         F.count(F.lit(1)).alias("trades"),
@@ -147,7 +150,7 @@ def execution_daily(inputs: Inputs, start: date, end: date, params: Mapping[str,
         "pair",
         F.coalesce("orders_placed", F.lit(0)).alias("orders_placed"),
         F.coalesce("trades", F.lit(0)).alias("trades"),
-        ratio(F.col("orders_placed"), F.col("trades")).alias("order_to_trade_ratio"),
+        ratio(F.coalesce("orders_placed", F.lit(0)), F.col("trades")).alias("order_to_trade_ratio"),
         "median_time_to_fill_s",
         "avg_time_to_fill_s",
         "slippage_bps",
@@ -244,7 +247,8 @@ def funnel_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, An
         *[F.col(f"{s}_users") for s in previous],
         *[ratio(F.col(f"{s}_users"), F.col(prev)).alias(f"{s}_rate") for s, prev in previous.items()],
         *[F.lit(float(targets[s])).alias(f"{s}_target") for s in previous],
-        (F.date_add("registration_date", window - 1) <= F.col("_horizon")).alias("window_complete"),
+        # a user registered late on the day is followed until that time on day + window
+        (F.date_add("registration_date", window) <= F.col("_horizon")).alias("window_complete"),
     )
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,8 +129,8 @@ def log_and_register(
     fingerprint: str,
 ) -> RegisteredModel:
     """Log a training run (parameters, windows, data versions, features, metrics of the model and its baseline,
-    importance, calibration plot, the model with its signature), register the model as a new version and, when
-    alias is given, point the alias at it."""
+    importance, calibration plot, the model with its signature and the package code it imports), register the
+    model as a new version and, when alias is given, point the alias at it."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -149,11 +150,12 @@ def log_and_register(
         mlflow.log_metrics({f"seconds_{k}": v for k, v in trained.seconds.items()})
         mlflow.log_figure(_calibration_figure(trained), "calibration.png")
         with tempfile.TemporaryDirectory() as tmp:
-            saved = trained.bundle.save(Path(tmp))
+            saved = trained.bundle.save(Path(tmp) / "bundle")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(SERVED),
                 artifacts={"booster": str(saved / BOOSTER_FILE), "bundle": str(saved / BUNDLE_FILE)},
+                code_paths=[str(served_package(Path(tmp) / "code"))],
                 signature=_signature(trained),
                 input_example=input_example,
                 pip_requirements=_requirements(),
@@ -166,6 +168,17 @@ def log_and_register(
         client.set_registered_model_alias(spec.registered_name, alias, str(version))
     log.info("%s: registered %s version %d (run %s)", spec.name, spec.registered_name, version, run.info.run_id)
     return RegisteredModel(spec.registered_name, version, run.info.run_id, alias)
+
+
+def served_package(directory: Path) -> Path:
+    """A copy of the whole marketlake package as directory/marketlake, logged with the model (MLflow code_paths):
+    loading the registered model then needs xgboost, pandas, numpy and mlflow, not an installed marketlake. The
+    whole package, not only the modules the model imports, because MLflow puts it first on sys.path: a process
+    that loads the model and then imports other marketlake modules finds them in the same version."""
+    source = Path(__file__).resolve().parents[1]
+    target = directory / "marketlake"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
 
 
 def _signature(trained: TrainedModel) -> Any:

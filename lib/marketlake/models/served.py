@@ -1,6 +1,7 @@
 """The registered MLflow model, logged as code (models-from-code): a ModelBundle behind the pyfunc interface.
 `mlflow.pyfunc.load_model("models:/<name>@champion").predict(frame)` returns raw_score and the calibrated score for
-rows of raw feature columns."""
+rows of raw feature columns. The model carries the marketlake package (registry.served_package, as MLflow
+code_paths), so it loads where marketlake is not installed."""
 
 from __future__ import annotations
 
