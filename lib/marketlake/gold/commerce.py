@@ -48,23 +48,23 @@ def daily_kpis(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]
     kpis = (
         revenue.where(between("date", start, end))
         .join(sessions, ["date", "channel"], "full")
-        .join(returns, ["date", "channel"], "left")
+        .join(returns, ["date", "channel"], "full")
         .join(week_ago, ["date", "channel"], "left")
     )
+    revenue_usd = F.coalesce("revenue_usd", F.lit(0).cast("decimal(20,2)"))
+    orders_n = F.coalesce("orders", F.lit(0))
     return kpis.select(
         "date",
         "channel",
-        F.coalesce("revenue_usd", F.lit(0).cast("decimal(20,2)")).alias("revenue_usd"),
-        F.coalesce("orders", F.lit(0)).alias("orders"),
+        revenue_usd.alias("revenue_usd"),
+        orders_n.alias("orders"),
         money(ratio(F.col("revenue_usd"), F.col("orders"))).alias("aov_usd"),
         F.coalesce("sessions", F.lit(0)).alias("sessions"),
-        ratio(F.col("orders"), F.col("sessions")).alias("conversion_rate"),
+        ratio(orders_n, F.col("sessions")).alias("conversion_rate"),
         F.coalesce("returns", F.lit(0)).alias("returns"),
         ratio(F.coalesce("returns", F.lit(0)), F.col("orders")).alias("return_rate"),
         "revenue_prev_week_usd",
-        ratio(F.col("revenue_usd") - F.col("revenue_prev_week_usd"), F.col("revenue_prev_week_usd")).alias(
-            "wow_revenue_change"
-        ),
+        ratio(revenue_usd - F.col("revenue_prev_week_usd"), F.col("revenue_prev_week_usd")).alias("wow_revenue_change"),
     )
 
 
@@ -119,11 +119,11 @@ def fulfillment_daily(inputs: Inputs, start: date, end: date, params: Mapping[st
         "avg_fulfillment_hours",
         band(F.col("avg_fulfillment_hours"), bands["fulfillment_hours"]).alias("fulfillment_band"),
         "on_time_rate",
-        (F.col("on_time_rate") >= float(targets["on_time_rate"])).alias("on_time_target_met"),
+        (F.col("on_time_rate") > float(targets["on_time_rate"])).alias("on_time_target_met"),
         "accuracy_pct",
         band(F.col("accuracy_pct"), bands["accuracy_pct"]).alias("accuracy_band"),
         "cost_per_order_usd",
-        (F.col("cost_per_order_usd") <= float(targets["cost_per_order_usd"])).alias("cost_target_met"),
+        (F.col("cost_per_order_usd") < float(targets["cost_per_order_usd"])).alias("cost_target_met"),
         "shipping_cost_variance_pct",
         band(F.col("shipping_cost_variance_pct"), bands["shipping_cost_variance_pct"]).alias("shipping_cost_band"),
     )
@@ -189,6 +189,7 @@ def inventory_daily(inputs: Inputs, start: date, end: date, params: Mapping[str,
             "product_id",
             "date",
             stock.alias("closing_stock"),
+            F.coalesce(F.col("units_out"), F.lit(0)).cast("long").alias("units_out_window"),
             mean.alias("mean_daily_demand"),
             sigma.alias("demand_std"),
             annual.alias("annual_demand"),
@@ -201,7 +202,7 @@ def inventory_daily(inputs: Inputs, start: date, end: date, params: Mapping[str,
         "date",
         "product_id",
         "closing_stock",
-        (F.col("mean_daily_demand") * window).cast("long").alias("units_out_window"),
+        "units_out_window",
         "mean_daily_demand",
         "demand_std",
         turnover.alias("turnover_annual"),

@@ -41,12 +41,17 @@ def money(value: Column) -> Column:
 
 def band(value: Column, bounds: Mapping[str, object]) -> Column:
     """Name the benchmark band a value falls in: bounds lists excellent/good/average limits (poor otherwise);
-    `higher_is_better` flips the comparison."""
+    `higher_is_better` flips the comparison. A value on the excellent or good limit belongs to the next band (the
+    band that limit starts: 2 h is good, 4 h average); poor lies strictly beyond the average limit (DOMAIN: poor
+    > 8 h, < 98 %), so a value on it is average."""
     higher = bool(bounds.get("higher_is_better", False))
     expr = None
     for name in ("excellent", "good", "average"):
         limit = F.lit(float(bounds[name]))  # type: ignore[arg-type]
-        hit = value > limit if higher else value < limit
+        if name == "average":
+            hit = value >= limit if higher else value <= limit
+        else:
+            hit = value > limit if higher else value < limit
         expr = F.when(hit, F.lit(name)) if expr is None else expr.when(hit, F.lit(name))
     assert expr is not None
     return F.when(value.isNull(), F.lit(None)).otherwise(expr.otherwise(F.lit("poor")))

@@ -110,10 +110,9 @@ def purchase_outcomes(inputs: Inputs, start: date, end: date, params: Mapping[st
     purchases = _with_creator_history(purchases, float(conf["creator_window_days"]))
     purchases = _with_customer_history(purchases, inputs, float(conf["customer_window_days"]))
     horizon = inputs["commerce_order_lines"].agg(F.max("event_date").alias("_horizon"))
-    discount = F.least(
-        F.greatest(ratio(F.col("unit_list_price") - F.col("unit_price"), F.col("unit_list_price")), F.lit(0.0)),
-        F.lit(1.0),
-    )
+    # (list - paid) / list clipped to [0, 1]; unknown (null) without a positive list price
+    share = ratio(F.col("unit_list_price") - F.col("unit_price"), F.col("unit_list_price"))
+    discount = F.when(share.isNotNull(), F.least(F.greatest(share, F.lit(0.0)), F.lit(1.0)))
     return (
         purchases.where(between("purchase_date", start, end))
         .crossJoin(horizon)
@@ -159,32 +158,38 @@ def purchase_outcomes(inputs: Inputs, start: date, end: date, params: Mapping[st
 
 def _with_creator_history(purchases: DataFrame, days: float) -> DataFrame:
     """creator_prior_purchases: purchases linked to the creator's trends in the `days` before this one;
-    creator_regret_rate: regret returns of those purchases requested before this purchase / those purchases."""
+    creator_regret_rate: regret returns of those purchases requested before this purchase / those purchases.
+
+    A regret return of a purchase at p requested at r counts for the creator's purchases at t in (max(r, p),
+    p + days]: a +1 event at max(r, p) and a -1 event at p + days, summed over the events strictly before t."""
     linked = purchases.where(F.col("creator_id").isNotNull())
-    events = linked.select(
-        "creator_id",
-        F.unix_micros("purchased_at").alias("_us"),
-        F.lit(1).alias("_purchase"),
-        F.lit(0).alias("_regret"),
-        "order_id",
-        "line_no",
-    ).unionByName(
-        linked.where(F.col("return_kind") == "regret").select(
-            "creator_id",
-            F.unix_micros("requested_at").alias("_us"),
-            F.lit(0).alias("_purchase"),
-            F.lit(1).alias("_regret"),
-            F.lit(None).cast("string").alias("order_id"),
-            F.lit(None).cast("int").alias("line_no"),
+    span_us = int(days * DAY_US)
+    bought = F.unix_micros("purchased_at")
+    counts_from = F.greatest(F.unix_micros("requested_at"), bought)
+    regrets = linked.where((F.col("return_kind") == "regret") & (counts_from < bought + span_us))
+
+    def events(rows: DataFrame, at: Column, purchase: int, delta: int) -> DataFrame:
+        line = (
+            [F.col("order_id"), F.col("line_no")] if purchase else [F.lit(None).cast("string"), F.lit(None).cast("int")]
         )
-    )
-    before = _trailing("creator_id", F.col("_us"), days)
-    history = events.select(
+        return rows.select(
+            "creator_id",
+            at.alias("_us"),
+            F.lit(purchase).alias("_purchase"),
+            F.lit(delta).alias("_delta"),
+            line[0].alias("order_id"),
+            line[1].alias("line_no"),
+        )
+
+    marks = events(linked, bought, 1, 0)
+    marks = marks.unionByName(events(regrets, counts_from, 0, 1)).unionByName(events(regrets, bought + span_us, 0, -1))
+    so_far = Window.partitionBy("creator_id").orderBy(F.col("_us")).rangeBetween(Window.unboundedPreceding, -1)
+    history = marks.select(
         "order_id",
         "line_no",
         "_purchase",
-        F.sum("_purchase").over(before).alias("creator_prior_purchases"),
-        F.sum("_regret").over(before).alias("_prior_regrets"),
+        F.sum("_purchase").over(_trailing("creator_id", F.col("_us"), days)).alias("creator_prior_purchases"),
+        F.sum("_delta").over(so_far).alias("_prior_regrets"),
     ).where("_purchase = 1")
     history = history.select(
         "order_id",

@@ -16,14 +16,14 @@ from pyspark.sql import functions as F
 
 from marketlake.config import Settings
 from marketlake.errors import InputError
-from marketlake.gold.build import replace_where, write_partitions
+from marketlake.gold.build import replace_where, silver_path, write_partitions
 from marketlake.gold.common import between
 from marketlake.gold.spec import GoldSpec, date_range, describe_dates
 from marketlake.models import anomalies, registry
 from marketlake.models.bundle import ModelBundle
 from marketlake.models.drift import daily_psi
 from marketlake.models.features import labelled
-from marketlake.models.scoring import apply_bundle, decisions, risk_band
+from marketlake.models.scoring import apply_bundle, decisions, risk_band, with_consent
 from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, ModelsConf, ModelSpec
 from marketlake.models.train import TrainedModel, train
 from marketlake.report import format_rows
@@ -220,10 +220,27 @@ def score_range(
         (spec.scores_table,),
         f"{spec.name} interventions from the policy in conf/models.yaml",
     )
-    _write(spark, settings, database, decisions(scored, spec), decided_spec, start, end)
+    decided = decisions(consented(spark, settings, spec, scored), spec)
+    _write(spark, settings, database, decided, decided_spec, start, end)
     flags = write_drift(spark, settings, database, conf, spec, rows, bundle, version, start, end)
     log.info("%s v%d %s..%s: %d rows %s", spec.name, version, start, end, n, "written" if written else "unchanged")
     return ScoreRun(spec.name, version, start, end, n, written, flags, time.perf_counter() - started)
+
+
+def consented(spark: SparkSession, settings: Settings, spec: ModelSpec, scored: DataFrame) -> DataFrame:
+    """scored with the customer's current marketing consent from silver (read by location) when the model's policy
+    needs it; a missing silver table means nobody's consent is known, so nobody gets a marketing intervention."""
+    if spec.consent is None:
+        return scored
+    location = silver_path(settings, spec.consent.table)
+    if not is_delta_table(spark, location):
+        log.warning(
+            "silver.%s does not exist: no %s row has known marketing consent, so none gets a marketing intervention",
+            spec.consent.table,
+            spec.name,
+        )
+        return with_consent(scored, None, spec.consent.key)
+    return with_consent(scored, read_delta(spark, location), spec.consent.key)
 
 
 def _write(

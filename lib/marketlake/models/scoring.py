@@ -11,7 +11,10 @@ from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, St
 
 from marketlake.gold.common import first_match
 from marketlake.models.bundle import ModelBundle, top_reasons
-from marketlake.models.spec import ModelSpec
+from marketlake.models.spec import ModelSpec, PolicyRule
+
+# The customer's marketing consent (silver.commerce_customers); marketing policy rules apply only where it is true.
+CONSENT = "marketing_opt_in"
 
 # Nullable throughout: Delta does not store NOT NULL constraints nested in arrays.
 REASON = StructType(
@@ -59,18 +62,35 @@ def risk_band(score: Column, bands: Sequence[tuple[str, float]], default: str) -
     return first_match([(name, score >= F.lit(low)) for name, low in bands], default)
 
 
+def with_consent(scored: DataFrame, consent: DataFrame | None, key: str) -> DataFrame:
+    """scored with each row's current `marketing_opt_in` from the consent table (one row per key), null when
+    unknown: a key the table does not hold, or no table at all (consent None)."""
+    if consent is None:
+        return scored.withColumn(CONSENT, F.lit(None).cast("boolean"))
+    return scored.join(consent.select(key, CONSENT), key, "left")
+
+
 def decisions(scored: DataFrame, spec: ModelSpec) -> DataFrame:
-    """The intervention for each scored row: the first policy rule whose segment condition holds and whose score
-    range contains the score, else the policy default."""
+    """The intervention for each scored row: the first policy rule whose segment condition holds, whose score
+    range contains the score and, for a marketing rule, whose customer consented to marketing, else the policy
+    default. Consent is `marketing_opt_in` true; false or unknown (null) is no consent, so such a row falls
+    through to the next non-marketing rule or the default, and `suppressed_by_consent` says that the first rule
+    it met was a marketing one it could not have."""
     default = spec.policy_default
+    marketing = any(r.marketing for r in spec.policy)
+    if marketing and CONSENT not in scored.columns:
+        raise ValueError(f"model {spec.name}: the policy has marketing rules but the rows carry no {CONSENT}")
+    consented = F.coalesce(F.col(CONSENT), F.lit(False)) if marketing else F.lit(True)
+
+    def holds(rule: PolicyRule) -> Column:
+        return F.expr(rule.when) & F.col("score").between(rule.min_score, rule.max_score)
 
     def pick(attribute: str) -> Column:
-        rules = [
-            (getattr(r, attribute), F.expr(r.when) & F.col("score").between(r.min_score, r.max_score))
-            for r in spec.policy
-        ]
+        rules = [(getattr(r, attribute), holds(r) & consented if r.marketing else holds(r)) for r in spec.policy]
         return first_match(rules, default[attribute])
 
+    first_kind = first_match([("marketing" if r.marketing else "service", holds(r)) for r in spec.policy], None)
+    suppressed = F.coalesce(first_kind == F.lit("marketing"), F.lit(False)) & ~consented
     return scored.select(
         *spec.keys,
         spec.date,
@@ -82,4 +102,5 @@ def decisions(scored: DataFrame, spec: ModelSpec) -> DataFrame:
         pick("intervention").alias("intervention"),
         pick("channel").alias("channel"),
         pick("escalation").alias("escalation"),
+        suppressed.alias("suppressed_by_consent"),
     )

@@ -19,6 +19,9 @@ IMPORTANCE_TABLE = "model_feature_importance"
 
 @dataclass(frozen=True)
 class PolicyRule:
+    """One intervention rule. `marketing`: the intervention is marketing (an offer by modal or email), which only a
+    customer with marketing consent may receive; service messages (order status) are not marketing."""
+
     segment: str
     when: str
     min_score: float
@@ -26,6 +29,16 @@ class PolicyRule:
     intervention: str
     channel: str
     escalation: str
+    marketing: bool
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where a model's rows find the customer's current marketing consent: `marketing_opt_in` of silver.<table>,
+    joined on `key` (a column the scores carry)."""
+
+    table: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class ModelSpec:
     reasons: Mapping[str, str]
     policy: tuple[PolicyRule, ...]
     policy_default: Mapping[str, str]
+    consent: Consent | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -95,7 +109,14 @@ class ModelsConf:
         return [self.spec(n) for n in wanted]
 
 
+def _rule(model: str, r: Mapping[str, Any]) -> PolicyRule:
+    if not isinstance(r.get("marketing"), bool):
+        raise ValueError(f"model {model}: policy rule '{r.get('segment')}' must say marketing: true or false")
+    return PolicyRule(**{**r, "when": str(r.get("when", "true"))})
+
+
 def _model(name: str, m: Mapping[str, Any]) -> ModelSpec:
+    consent = m.get("consent")
     spec = ModelSpec(
         name=name,
         registered_name=str(m["registered_name"]),
@@ -115,12 +136,17 @@ def _model(name: str, m: Mapping[str, Any]) -> ModelSpec:
         daily_budget=int(m["daily_budget"]),
         business=MappingProxyType(dict(m["business"])),
         reasons=MappingProxyType({str(k): str(v) for k, v in m["reasons"].items()}),
-        policy=tuple(PolicyRule(**{**r, "when": str(r.get("when", "true"))}) for r in m.get("policy", ())),
+        policy=tuple(_rule(name, r) for r in m.get("policy", ())),
         policy_default=MappingProxyType({str(k): str(v) for k, v in m["policy_default"].items()}),
+        consent=Consent(str(consent["table"]), str(consent["key"])) if consent else None,
     )
     unexplained = [f for f in spec.features if f not in spec.reasons]
     if unexplained:
         raise ValueError(f"model {name}: features without a reason text: {', '.join(unexplained)}")
+    if any(r.marketing for r in spec.policy) and spec.consent is None:
+        raise ValueError(f"model {name}: marketing policy rules need a consent source (consent: {{table, key}})")
+    if spec.consent is not None and spec.consent.key not in (*spec.keys, *spec.carry):
+        raise ValueError(f"model {name}: the consent key {spec.consent.key} must be one of its keys or carry columns")
     return spec
 
 
