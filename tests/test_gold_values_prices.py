@@ -50,6 +50,8 @@ def _trades() -> pd.DataFrame:
         ("e2", "u2", "ETH/BTC", "4", "0.0475", "0.004", "ETH", at(DAY0, "12:30")),
         ("e3", "u3", "ETH/BTC", "1", "0.05", "0.0001", "BTC", at(DAY1, "09:00")),
         ("e4", "u3", "ETH/BTC", "3", "0.05", "0.3", "MLT", at(DAY1, "11:00")),
+        # eight decimals on both sides: the notional needs all sixteen of its decimals
+        ("e5", "u3", "ETH/BTC", "0.0311381", "0.05164803", "0", "MLT", at(DAY1, "11:30")),
         # SOL is never traded against a USD stablecoin: its BTC fee can be valued, its SOL fee cannot
         ("s1", "u2", "SOL/BTC", "10", "0.0025", "0.01", "SOL", at(DAY1, "12:00")),
     ]
@@ -137,7 +139,10 @@ def test_pair_daily_values_btc_quoted_trades_at_the_as_of_price(spark: SparkSess
     assertDataFrameEqual(got, expected)
     # the numbers themselves: ETH/BTC's USD volume is its BTC volume times BTC/USDT as of each trade
     eth = got.where("pair = 'ETH/BTC'").first()
-    assert eth["volume_usd"] == Decimal("3050.00") + Decimal("9600.00")  # 0.05 x 61000 (yesterday) + 0.15 x 64000
+    e5 = Decimal("0.0311381") * Decimal("0.05164803") * 64000  # 102.926...: rounded notional would give 102.91
+    assert eth["volume_usd"] == (Decimal("3050") + Decimal("9600") + e5).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    vwap = (Decimal("0.2") + e5 / 64000) / Decimal("4.0311381")
+    assert eth["vwap"] == vwap.quantize(Decimal("1e-8"), ROUND_HALF_UP) == Decimal("0.05001273")
     assert got.where("volume_usd IS NULL").count() == 0
     assert got.where("pair = 'SOL/BTC'").first()["unpriced_trades"] == 1  # its SOL fee has no price
 
@@ -209,7 +214,7 @@ def test_rfm_and_churn_volumes_include_non_usd_quotes(spark: SparkSession, input
     monetary = t.groupby("user_id")["volume_usd"].sum(min_count=1).map(_money)
     rfm = {r["user_id"]: r["monetary_usd"] for r in customers.exchange_rfm(inputs, as_of, as_of, PARAMS).collect()}
     assert (
-        rfm == monetary.to_dict() == {"u1": Decimal("51250.00"), "u2": Decimal("92690.00"), "u3": Decimal("18650.00")}
+        rfm == monetary.to_dict() == {"u1": Decimal("51250.00"), "u2": Decimal("92690.00"), "u3": Decimal("18752.93")}
     )
     registered = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "registered_at": at(DAY0, "00:00"), "tier": "basic",
                                "kyc_status": "verified", "status": "active"})  # fmt: skip

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from marketlake.gold.common import Inputs, between, dates, lookup, money, ratio
-from marketlake.gold.prices import priced_amounts, priced_trades
+from marketlake.gold.prices import exact_notional, priced_amounts, priced_trades
 
 
 def _fixed_usd(params: Mapping[str, Any]) -> Mapping[str, float]:
@@ -39,7 +39,10 @@ def pair_daily(inputs: Inputs, start: date, end: date, params: Mapping[str, Any]
     return trades.groupBy(F.col("event_date").alias("date"), "pair").agg(
         money(F.sum("volume_usd")).alias("volume_usd"),
         F.count(F.lit(1)).alias("trade_count"),
-        (F.sum("notional") / F.sum("quantity")).cast("decimal(28,8)").alias("vwap"),
+        # sums as DECIMAL(30,16) / DECIMAL(22,8) so the quotient keeps 16 decimals (wider ones drop to 6)
+        (F.sum("notional").cast("decimal(30,16)") / F.sum("quantity").cast("decimal(22,8)"))
+        .cast("decimal(28,8)")
+        .alias("vwap"),
         money(F.sum("fee_usd")).alias("fees_usd"),
         F.count_distinct("user_id").alias("distinct_traders"),
         F.count(F.when(~F.col("usd_priced"), 1)).alias("unpriced_trades"),
@@ -138,7 +141,7 @@ def execution_daily(inputs: Inputs, start: date, end: date, params: Mapping[str,
     slippage_bps = F.when(known, side * ratio(F.col("price") - F.col("order_price"), F.col("order_price")) * 10_000)
     fill_s = F.col("executed_at").cast("long") - F.col("order_created_at").cast("long")
     first = (F.col("_fill_no") == 1) & F.coalesce(known, F.lit(False))
-    notional = (F.col("quantity") * F.col("price")).cast("double")
+    notional = exact_notional(F.col("quantity"), F.col("price")).cast("double")
     executed = fills.groupBy(F.col("event_date").alias("date"), "pair").agg(
         F.count(F.lit(1)).alias("trades"),
         F.median(F.when(first, fill_s)).alias("median_time_to_fill_s"),

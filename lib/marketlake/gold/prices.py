@@ -49,13 +49,20 @@ def with_usd_rate(
     return joined.withColumn(name, F.coalesce(fixed, F.col(_PRICE))).drop(_ASSET, _AT, _PRICE, _TRADE)
 
 
+def exact_notional(quantity: Column, price: Column) -> Column:
+    """quantity x price without rounding: DECIMAL(20,8) x DECIMAL(20,8) overflows Spark's 38 digits, which then
+    keeps only 6 decimals (1e-6 BTC is about 6 US cents a trade on a BTC-quoted pair); as DECIMAL(18,8) each, the
+    product is an exact DECIMAL(37,16)."""
+    return quantity.cast("decimal(18,8)") * price.cast("decimal(18,8)")
+
+
 def priced_trades(trades: DataFrame, fixed_usd: Mapping[str, float]) -> DataFrame:
     """Trades with notional (quote units), volume_usd and fee_usd valued as of the trade, and `usd_priced`: false
     when the volume or a known fee could not be valued (no price for the asset at or before the trade)."""
     prices = usd_prices(trades, fixed_usd)
     rated = with_usd_rate(trades, quote_asset(F.col("pair")), "executed_at", prices, fixed_usd, "_quote_usd")
     rated = with_usd_rate(rated, F.col("fee_asset"), "executed_at", prices, fixed_usd, "_fee_usd")
-    notional = F.col("quantity") * F.col("price")
+    notional = exact_notional(F.col("quantity"), F.col("price"))
     volume = notional.cast("double") * F.col("_quote_usd")
     fee = F.col("fee").cast("double") * F.col("_fee_usd")
     priced = volume.isNotNull() & (F.col("fee").isNull() | fee.isNotNull())
