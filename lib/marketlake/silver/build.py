@@ -398,6 +398,10 @@ class DomainBuilder:
                 frame = frame.unionByName(retry.withColumn("_retry", F.lit(True)))
             inputs[entity] = frame
         rows = self.conformed(spec, inputs)
+        # a table fed by several sources (platform orders) with only some present: the absent ones' fields are
+        # null, so the presence rules written for every source still resolve
+        absent = {f"_raw_{f}" for e in spec.sources for f in self.sources[e].required} - set(rows.columns)
+        rows = rows.withColumns({c: F.lit(None).cast("string") for c in sorted(absent)}) if absent else rows
         # Checkpointed, not cached: writing the quarantine or silver tables it read would drop a cache, and a
         # recomputation would see the new state (a released row no longer waiting, a key already stored).
         checked = rows.transform(check(spec, rules, self.options.now, _Context(self, spec))).localCheckpoint()
