@@ -7,8 +7,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import uuid
 from datetime import UTC, datetime
+
+from pyspark.sql import SparkSession
 
 from marketlake.cli import base_parser, run
 from marketlake.config import load_settings, parse_date
@@ -16,7 +19,14 @@ from marketlake.errors import InputError
 from marketlake.report import format_rows
 from marketlake.runlog import record_silver_run, silver_watermarks
 from marketlake.session import get_spark
-from marketlake.silver.build import BuildOptions, DomainBuilder, TableRun, check_balanced
+from marketlake.silver.build import (
+    BuildOptions,
+    DomainBuilder,
+    TableRun,
+    build_domains,
+    check_balanced,
+    domain_dependencies,
+)
 from marketlake.silver.privacy import pii_key
 from marketlake.silver.spec import load_all
 from marketlake.tables import ensure_databases
@@ -66,14 +76,19 @@ def main(args: argparse.Namespace) -> int:
     spark = get_spark(settings, "marketlake-silver-build", args.master)
     ensure_databases(spark, settings)
     fx = {str(k): float(v) for k, v in (settings.silver.get("fx_usd_per_unit") or {}).items()}
-    all_runs: list[TableRun] = []
-    for domain in domains:
+    watermarks = silver_watermarks(spark)
+    recording = threading.Lock()  # the run log's tables take one domain's rows at a time
+
+    def build(session: SparkSession, domain: str) -> list[TableRun]:
         run_id, started = uuid.uuid4().hex[:12], datetime.now(UTC)
         options = BuildOptions(run_id, started, key, fx, *(window or (None, None)))
-        builder = DomainBuilder(spark, settings, domain, specs[domain], rules, options, silver_watermarks(spark))
-        runs = builder.build()
-        record_silver_run(spark, run_id, started, domain, window, runs)
-        all_runs += runs
+        runs = DomainBuilder(session, settings, domain, specs[domain], rules, options, watermarks).build()
+        with recording:
+            record_silver_run(session, run_id, started, domain, window, runs)
+        return runs
+
+    parallelism = int(settings.silver.get("parallel_domains", 1))
+    all_runs = build_domains(spark, domains, domain_dependencies(specs, rules, domains), build, parallelism)
     built = [r for r in all_runs if not r.skipped]
     if not built:
         raise InputError(

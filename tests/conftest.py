@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from pyspark.sql import SparkSession
@@ -72,6 +74,35 @@ def run_job(job: str, *args: str, env: dict[str, str] | None = None, check: bool
     if check and result.returncode != 0:
         raise AssertionError(f"{job} {args} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
+
+
+def load_job(job: str) -> ModuleType:
+    """jobs/<job> loaded as a module of this process."""
+    spec = importlib.util.spec_from_file_location(f"job_{job.removesuffix('.py')}", REPO / "jobs" / job)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def job_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """Run a job's CLI entry in this process (argument checks need no new JVM): (exit code, stdout, stderr)."""
+    monkeypatch.setattr("marketlake.cli.configure_logging", lambda verbose=False: None)
+
+    def call(job: str, *args: str) -> tuple[int, str, str]:
+        module = load_job(job)
+        capsys.readouterr()
+        try:
+            code = module.run(module.main, module.parser(), list(args))
+        except SystemExit as exc:  # argparse's own errors
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
 
 
 def delta_tables(lakehouse: Path, database: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -112,15 +113,18 @@ def test_user_mistakes_get_one_clear_message(spark: SparkSession, lake: tuple[Se
         build_table(spark, settings, CONF, CONF.spec("exchange_execution_daily"), DAYS[0], DAYS[1], db)
 
 
-def test_gold_job_reports_bad_arguments_in_one_line() -> None:
+def test_gold_job_reports_bad_arguments_in_one_line(job_in_process: Callable[..., tuple[int, str, str]]) -> None:
     for args, message in (
         (["--start", "2026-02-05", "--end", "2026-02-01"], "is after"),
         (["--date", "2026-02-30"], "is not a date"),
         (["--date", "2026-02-01", "--tables", "gold.nope"], "unknown gold table"),
         ([], "give --date"),
     ):
-        result = run_job("gold_build.py", *args, check=False)
-        assert result.returncode == 2, result.stderr
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        code, _, err = job_in_process("gold_build.py", *args)
+        assert code == 2, err
+        lines = [line for line in err.splitlines() if line.strip()]
         assert lines[-1].startswith("error: ") and message in lines[-1]
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in err
+    result = run_job("gold_build.py", "--start", "2026-02-05", "--end", "2026-02-01", check=False)  # a real process
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "is after" in result.stderr and "Traceback" not in result.stderr

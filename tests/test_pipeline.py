@@ -6,6 +6,7 @@ Runs the pipeline twice, under local[1] and local[2], from the same seed and sca
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,23 @@ def test_rerunning_ingestion_changes_no_bronze_table(spark: SparkSession, runs: 
         ("bronze_ingest.py", ["--domain", "all", "--conf-env", "prod"], "error: unknown config environment 'prod'"),
     ],
 )
-def test_user_mistakes_get_one_clear_line(job: str, args: list[str], message: str) -> None:
+def test_user_mistakes_get_one_clear_line(
+    job_in_process: Callable[..., tuple[int, str, str]], job: str, args: list[str], message: str
+) -> None:
+    code, _, err = job_in_process(job, *args)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("job", "args", "message"),
+    [
+        ("bronze_ingest.py", ["--domain", "crypto"], "error: unknown domain 'crypto'"),
+        ("generate.py", ["--scale", "-1"], "error: --scale must be positive"),
+    ],
+)
+def test_a_user_mistake_is_one_clear_line_from_a_real_process(job: str, args: list[str], message: str) -> None:
     result = run_job(job, *args, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message)

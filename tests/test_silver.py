@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import date, datetime
+import random
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
@@ -209,6 +211,34 @@ def test_trend_signals_cap_spikes_and_use_only_the_past(spark: SparkSession) -> 
     assert_approx_df_equality(signals, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_trend_signals_since_a_day_equal_the_whole_recomputation(spark: SparkSession) -> None:
+    """The daily run recomputes signals from the earliest changed day on, continuing from the stored earlier days:
+    the result must be what recomputing the whole telemetry gives, for trends and creators that started long
+    before (peaks, previous readings and creator baselines come from the stored days) and caps that reach back."""
+    rng = random.Random(3)
+    start = date(2026, 1, 1)
+    rows = []
+    for t in range(12):
+        first = rng.randrange(0, 30)
+        for d in range(first, min(first + rng.randrange(5, 25), 45)):
+            for reading in range(rng.randrange(1, 4)):
+                at = datetime(2026, 1, 1, 3 + 6 * reading, rng.randrange(60)) + timedelta(days=d)
+                views = rng.randrange(50, 5000) * (20 if rng.random() < 0.03 else 1)
+                rows.append(
+                    (f"e{t}-{d}-{reading}", f"T{t}", f"P{t % 5}", f"C{t % 4}", ("reels", "shorts")[t % 2], views,
+                     views // rng.randrange(5, 20), rng.randrange(0, 50), rng.randrange(0, 30),
+                     rng.uniform(0, 300), rng.uniform(-1, 1), at, at.date())
+                )  # fmt: skip
+    telemetry = spark.createDataFrame(rows, TELEMETRY)
+    whole = conform.trend_signals(telemetry)
+    for since in (start + timedelta(days=20), start + timedelta(days=33)):
+        stored = conform.trend_signals(telemetry.where(F.col("event_date") < since))
+        recomputed = conform.trend_signals_since(telemetry, stored, since)
+        expected = whole.where(F.col("event_date") >= since)
+        assert recomputed.count() == expected.count() > 20
+        assert_df_equality(recomputed, expected, ignore_row_order=True)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -218,7 +248,15 @@ def test_trend_signals_cap_spikes_and_use_only_the_past(spark: SparkSession) -> 
         (["--domain", "all", "--start", "2026-13-01", "--end", "2026-03-01"], "error: --start '2026-13-01' is not"),
     ],
 )
-def test_user_mistakes_get_one_clear_line(args: list[str], message: str) -> None:
-    result = run_job("silver_build.py", *args, check=False)
+def test_user_mistakes_get_one_clear_line(
+    job_in_process: Callable[..., tuple[int, str, str]], args: list[str], message: str
+) -> None:
+    code, _, err = job_in_process("silver_build.py", *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_a_user_mistake_is_one_clear_line_from_a_real_process() -> None:
+    result = run_job("silver_build.py", "--domain", "shop", check=False)
     assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "error: unknown domain 'shop'" in result.stderr and "Traceback" not in result.stderr

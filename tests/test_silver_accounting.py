@@ -4,19 +4,29 @@ check and the writes unbalances the run and check_balanced fails it."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from marketlake.config import CONF_DIR, Settings
 from marketlake.silver import build as silver_build
-from marketlake.silver.build import BuildOptions, DomainBuilder, TableRun, UnbalancedRun, check_balanced
-from marketlake.silver.spec import load_all
+from marketlake.silver.build import (
+    BuildOptions,
+    DomainBuilder,
+    TableRun,
+    UnbalancedRun,
+    build_domains,
+    check_balanced,
+    domain_dependencies,
+)
+from marketlake.silver.spec import TableSpec, load_all
 from marketlake.tables import create_table_if_missing
 from tests.frames import bronze_frame
 
@@ -109,3 +119,59 @@ def test_a_row_lost_between_the_check_and_a_write_unbalances_the_run(
     assert not run.balanced
     with pytest.raises(UnbalancedRun, match=f"exchange_users: read 7 != silver source {sinks['merge_source_rows']}"):
         check_balanced([run])
+
+
+def test_the_pruned_merge_updates_a_key_whose_event_date_moved(builder: DomainBuilder, spark: SparkSession) -> None:
+    """The silver MERGE reads only the partitions the batch can touch: its own event dates and those where its keys
+    are stored, so a later version dated on another day replaces the stored row instead of adding a second one."""
+    spec = TableSpec("exchange", "moves", ("order_id",), "updated_at", event_date="created_at")
+    schema = "order_id string, status string, created_at timestamp, updated_at timestamp"
+
+    def batch(rows: list[tuple]) -> DataFrame:
+        return spark.createDataFrame(rows, schema).withColumn("event_date", F.to_date("created_at"))
+
+    first = [
+        ("O1", "pending", datetime(2026, 3, 1, 9), datetime(2026, 3, 1, 9)),
+        ("O2", "pending", datetime(2026, 3, 2, 9), datetime(2026, 3, 2, 9)),
+        ("O3", "pending", datetime(2026, 3, 3, 9), datetime(2026, 3, 3, 9)),
+    ]
+    run = TableRun(spec.table)
+    builder.upsert(spec, batch(first), run).unpersist()
+    assert (run.inserted, sorted(run.touched_dates)) == (3, [date(2026, 3, d) for d in (1, 2, 3)])
+    # O1 corrected to another creation day, O4 new on day 4: touched are days 1 (where O1 was) and 4
+    moved = [
+        ("O1", "filled", datetime(2026, 3, 4, 8), datetime(2026, 3, 4, 10)),
+        ("O4", "pending", datetime(2026, 3, 4, 9), datetime(2026, 3, 4, 9)),
+    ]
+    run = TableRun(spec.table)
+    builder.upsert(spec, batch(moved), run).unpersist()
+    assert sorted(run.touched_dates) == [date(2026, 3, 1), date(2026, 3, 4)]
+    assert (run.inserted, run.updated) == (1, 1)
+    stored = spark.read.format("delta").load(builder.path("silver", spec.table))
+    expected = batch([*moved, *first[1:]])
+    assert_df_equality(stored.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_domains_build_side_by_side_and_after_the_domains_they_read(spark: SparkSession, settings: Settings) -> None:
+    specs, rules = load_all(CONF_DIR, settings.sources)
+    domains = ["exchange", "commerce", "trends"]
+    dependencies = domain_dependencies(specs, rules, domains)
+    assert dependencies == {"exchange": set(), "commerce": set(), "trends": {"commerce"}}
+    events: list[tuple[str, str]] = []
+    sessions: set[int] = set()
+
+    def build(session: SparkSession, domain: str) -> list[TableRun]:
+        sessions.add(id(session))
+        events.append(("start", domain))
+        time.sleep(0.5)
+        events.append(("end", domain))
+        return [TableRun(domain)]
+
+    runs = build_domains(spark, domains, dependencies, build, parallelism=2)
+    assert [r.table for r in runs] == domains
+    assert events.index(("end", "commerce")) < events.index(("start", "trends"))
+    assert {e for e, _ in events[:2]} == {"start"}  # exchange and commerce overlap
+    assert len(sessions) == 3 and id(spark) not in sessions  # each domain in a session of its own
+    events.clear()
+    assert [r.table for r in build_domains(spark, domains, dependencies, build, parallelism=1)] == domains
+    assert events == [(e, d) for d in domains for e in ("start", "end")]

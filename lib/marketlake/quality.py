@@ -138,24 +138,30 @@ def _lookup(rule: Rule, df: DataFrame, keys: Sequence[str], context: QualityCont
     `<helper>_v`) to the helper column; None when there is nothing to look in (every reference is unknown)."""
     p, helper, value = rule.params, rule.context_column, rule.context_column + "_v"
 
-    def with_stored(columns: list[str]) -> DataFrame:
-        """These columns of the batch and of the rows already stored."""
+    def in_batch(column: str) -> DataFrame:
+        """The batch's distinct non-null values of `column` (as `value`): a lookup reads only what it matches."""
+        return df.select(F.col(column).alias(value)).where(F.col(value).isNotNull()).distinct()
+
+    def with_stored(columns: list[str], match: str) -> DataFrame:
+        """These columns of the batch and of the stored rows that share a `match` value with the batch."""
         stored = context.existing(columns)
         batch = df.select(*columns)
-        return batch if stored is None else batch.unionByName(stored)
+        if stored is None:
+            return batch
+        return batch.unionByName(stored.join(in_batch(match), F.col(match) == F.col(value), "left_semi"))
 
     if rule.kind == "references":
         known = context.reference_keys(p["table"], p.get("key", p["column"]))
         if known is None:
             return p["column"], None
-        matches = known.select(F.col(known.columns[0]).alias(value)).distinct()
-        return p["column"], matches.withColumn(helper, F.lit(True))
+        matches = known.select(F.col(known.columns[0]).alias(value)).join(in_batch(p["column"]), value, "left_semi")
+        return p["column"], matches.distinct().withColumn(helper, F.lit(True))
     if rule.kind == "unique":
         column = p["column"]
-        owners = with_stored([*keys, column]).where(F.col(column).isNotNull())
+        owners = with_stored([*keys, column], column).where(F.col(column).isNotNull())
         return column, owners.groupBy(F.col(column).alias(value)).agg(F.countDistinct(F.struct(*keys)).alias(helper))
     group, status, when = p["group"], p["status_column"], p["time_column"]
-    earlier = with_stored([group, status, when]).where(F.col(status) == p["earlier"])
+    earlier = with_stored([group, status, when], group).where(F.col(status) == p["earlier"])
     return group, earlier.groupBy(F.col(group).alias(value)).agg(F.max(when).alias(helper))
 
 

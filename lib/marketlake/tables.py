@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row, SparkSession
@@ -42,8 +43,31 @@ def create_table_if_missing(
 ) -> str:
     """Create an empty Delta table with an explicit schema, unless it already exists; returns its location.
 
-    Hot paths then address the table by location, which skips the (single-threaded) metastore.
+    Hot paths then address the table by location, which skips the (single-threaded) metastore. A table this
+    process created or located before is only checked (the catalog still names it, a Delta table is at its
+    location), not created and described again: each of those costs a second or more.
     """
+    key = (id(spark.sparkContext), name)
+    known = _LOCATIONS.get(key)
+    if known and is_delta_table(spark, known) and spark.catalog.tableExists(name):
+        return known
+    create_table(spark, name, schema, partition_by, comment, properties)
+    _LOCATIONS[key] = table_location(spark, name)
+    return _LOCATIONS[key]
+
+
+_LOCATIONS: dict[tuple[int, str], str] = {}
+
+
+def create_table(
+    spark: SparkSession,
+    name: str,
+    schema: StructType,
+    partition_by: Sequence[str] = (),
+    comment: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> None:
+    """Create an empty Delta table with an explicit schema in the catalog, unless it already exists."""
     builder = DeltaTable.createIfNotExists(spark).tableName(name).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
@@ -52,7 +76,6 @@ def create_table_if_missing(
     for key, value in (properties or {}).items():
         builder = builder.property(key, value)
     builder.execute()
-    return table_location(spark, name)
 
 
 def table_location(spark: SparkSession, name: str) -> str:
@@ -141,7 +164,15 @@ class MergeResult:
 
 
 _COMMIT_TAG = "spark.databricks.delta.commitInfo.userMetadata"
-_TAG_LOCK = threading.Lock()
+_TAG_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _session_lock(spark: SparkSession) -> threading.Lock:
+    """One lock per session: the tag is a session setting, so threads sharing a session take turns, while threads
+    on sessions of their own (spark.newSession()) write side by side."""
+    with _LOCKS_LOCK:
+        return _TAG_LOCKS.setdefault(id(spark._jsparkSession), threading.Lock())
 
 
 @contextmanager
@@ -149,7 +180,7 @@ def tagged_commits(spark: SparkSession) -> Iterator[str]:
     """A unique tag that every Delta commit made by this session inside the block carries as userMetadata, so our
     own commit is found again by what it is, never mistaken for another writer's."""
     tag = f"marketlake-{uuid.uuid4().hex}"
-    with _TAG_LOCK:
+    with _session_lock(spark):
         previous = spark.conf.get(_COMMIT_TAG, None)
         spark.conf.set(_COMMIT_TAG, tag)
         try:
@@ -167,16 +198,31 @@ def _merge_counts(result: DataFrame) -> tuple[int, int]:
     return (int(row["num_inserted_rows"] or 0), int(row["num_updated_rows"] or 0)) if row else (0, 0)
 
 
-def merge_latest(df: DataFrame, ref: str, keys: Sequence[str], event_time: str) -> MergeResult:
+def in_dates(column: str, days: Iterable[date | None]) -> str:
+    """A SQL predicate true where `column` is one of `days` (a None in them matches a null), for pruning a MERGE's
+    target to the partitions or files a batch can touch; false when there are none."""
+    days = list(days)
+    known = sorted({d for d in days if d is not None})
+    literals = ", ".join(f"DATE'{d.isoformat()}'" for d in known)
+    terms = [f"{column} IN ({literals})"] if known else []
+    if any(d is None for d in days):
+        terms.append(f"{column} IS NULL")
+    return "(" + (" OR ".join(terms) or "FALSE") + ")"
+
+
+def merge_latest(
+    df: DataFrame, ref: str, keys: Sequence[str], event_time: str, target_filter: str | None = None
+) -> MergeResult:
     """Upsert df (one row per key) into a Delta table: new keys are inserted, a row replaces the stored one only
     when its event time is later, so a late, older event never overwrites a newer state and a replay changes
     nothing.
 
+    `target_filter` (a predicate on the target `t`) limits the stored rows the MERGE reads to those a batch can
+    match, e.g. the event-date partitions its rows fall in, so a run's cost follows its batch, not the history.
     Inserted and updated rows come from what execute() returns; the rows the MERGE took as source (which
     execute() does not report) from the metrics of our own commit, found by its unique tag."""
     spark = df.sparkSession
-    before = current_version(spark, ref)
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    on = " AND ".join([f"t.`{k}` <=> s.`{k}`" for k in keys] + ([target_filter] if target_filter else []))
     with tagged_commits(spark) as tag:
         result = (
             delta_table(spark, ref)
@@ -187,28 +233,33 @@ def merge_latest(df: DataFrame, ref: str, keys: Sequence[str], event_time: str) 
             .execute()
         )
     inserted, updated = _merge_counts(result)
-    commit = _commit_since(spark, ref, before, F.col("userMetadata") == tag)
+    commit = _commit_since(spark, ref, -1, F.col("userMetadata") == tag)  # the tag is unique: no version needed
     metrics = (commit["operationMetrics"] if commit else None) or {}
     return MergeResult(source_rows=int(metrics.get("numSourceRows", 0)), inserted=inserted, updated=updated)
 
 
-def insert_new(df: DataFrame, ref: str, keys: Sequence[str]) -> int:
-    """Insert the rows of df whose keys the table does not hold yet (one MERGE); returns the rows inserted, as
-    execute() reports them."""
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+def insert_new(df: DataFrame, ref: str, keys: Sequence[str], target_filter: str | None = None) -> int:
+    """Insert the rows of df whose keys the table does not hold yet (one MERGE, its target limited by
+    `target_filter` as in merge_latest); returns the rows inserted, as execute() reports them."""
+    on = " AND ".join([f"t.`{k}` <=> s.`{k}`" for k in keys] + ([target_filter] if target_filter else []))
     result = delta_table(df.sparkSession, ref).alias("t").merge(df.alias("s"), on).whenNotMatchedInsertAll().execute()
     return _merge_counts(result)[0]
 
 
-def overwrite_counted(df: DataFrame, ref: str, table: str, partition_by: Sequence[str] = ()) -> int:
-    """Overwrite the Delta table at location ref (registered as `table`) with df in one commit; returns the rows
-    written, from the metrics of that commit (found by its own userMetadata tag)."""
+def overwrite_counted(
+    df: DataFrame, ref: str, table: str, partition_by: Sequence[str] = (), replace_where: str | None = None
+) -> int:
+    """Overwrite the Delta table at location ref (registered as `table`) with df in one commit, or with
+    `replace_where` only the rows matching it (which df must all match); returns the rows written, from the
+    metrics of that commit (found by its own userMetadata tag)."""
     spark = df.sparkSession
     tag = f"marketlake-{uuid.uuid4().hex}"
-    before = current_version(spark, ref) if is_delta_table(spark, ref) else -1
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").option("userMetadata", tag)
-    writer.partitionBy(*partition_by).option("path", ref).saveAsTable(table)
-    commit = _commit_since(spark, ref, before, F.col("userMetadata") == tag)
+    writer = df.write.format("delta").mode("overwrite").option("userMetadata", tag)
+    if replace_where:
+        writer.option("replaceWhere", replace_where).save(ref)
+    else:
+        writer.option("overwriteSchema", "true").partitionBy(*partition_by).option("path", ref).saveAsTable(table)
+    commit = _commit_since(spark, ref, -1, F.col("userMetadata") == tag)  # the tag is unique
     return int(((commit["operationMetrics"] if commit else None) or {}).get("numOutputRows", 0))
 
 

@@ -20,7 +20,7 @@ from marketlake.errors import InputError
 from marketlake.gold import commerce, customers, exchange, trends
 from marketlake.gold.common import Inputs, between
 from marketlake.gold.spec import GoldConf, GoldSpec, date_range, describe_dates
-from marketlake.tables import create_table_if_missing, current_version, is_delta_table, read_delta
+from marketlake.tables import create_table, current_version, is_delta_table, read_delta
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ def replace_where(
 ) -> tuple[int, bool]:
     """Replace the rows matching predicate with df in one commit, creating the table when missing; returns (rows,
     written). Nothing is committed when those rows already are exactly df's rows."""
-    create_table_if_missing(spark, table, df.schema, partition_by, comment=about)
+    if not is_delta_table(spark, location):
+        create_table(spark, table, df.schema, partition_by, comment=about)
     current = read_delta(spark, location)
     _check_schema(table, current, df)
     existing = current.where(predicate).select(*df.columns)

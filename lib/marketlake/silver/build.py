@@ -15,8 +15,10 @@ quarantine's insert-if-new make re-processing change nothing).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -40,9 +42,10 @@ from marketlake.silver.privacy import protected_name
 from marketlake.silver.spec import PARSE_RULE, TableSpec
 from marketlake.silver.transforms import latest_per_key
 from marketlake.tables import (
-    create_table_if_missing,
+    create_table,
     current_version,
     delta_table,
+    in_dates,
     insert_new,
     is_delta_table,
     merge_latest,
@@ -86,6 +89,8 @@ class TableRun:
     drift: dict[str, int] = field(default_factory=dict)
     bronze_versions: dict[str, int] = field(default_factory=dict)
     rule_counts: list[tuple[str, str, int]] = field(default_factory=list)
+    quarantine_dates: list[date] = field(default_factory=list)
+    touched_dates: list[date | None] = field(default_factory=list)
 
     @property
     def silver_rows(self) -> int:
@@ -189,6 +194,8 @@ class DomainBuilder:
         self.sources = settings.domain_sources(domain)
         self.accepted: dict[str, DataFrame] = {}
         self.changed: dict[str, bool] = {}
+        self.touched: dict[str, list[date | None]] = {}
+        self._waiting: dict[tuple[str, str], list[tuple[tuple[str, ...], date]]] | None = None
 
     # ---- locations -------------------------------------------------------------------------------------------
     def path(self, database: str, table: str) -> str:
@@ -238,6 +245,23 @@ class DomainBuilder:
         # bronze only appends, except a RESTORE that undid a failed ingest: its removals cancel those rows
         return inserted.join(removed, list(QUARANTINE_KEY[1:]), "left_anti"), version
 
+    def waiting(self, path: str) -> dict[tuple[str, str], list[tuple[tuple[str, ...], date]]]:
+        """Unresolved quarantined rows of the domain, as (silver table, bronze table) -> (failed rules, landing
+        date) pairs, read once per run: rows a table of this run quarantines are never its own retries."""
+        if self._waiting is None:
+            held = (
+                read_delta(self.spark, path)
+                .where(F.col("resolved_run_id").isNull())
+                .select("silver_table", "source_table", F.array_sort("failed_rules").alias("rules"), "_landing_date")
+                .distinct()
+                .collect()
+            )
+            self._waiting = {}
+            for r in held:
+                pair = (r["silver_table"], r["source_table"])
+                self._waiting.setdefault(pair, []).append((tuple(r["rules"]), r["_landing_date"]))
+        return self._waiting
+
     def retries(self, spec: TableSpec, rules: Sequence[Rule], entity: str, fresh: DataFrame) -> DataFrame | None:
         """Bronze rows of `entity` quarantined earlier only for unknown references (a parent that had not arrived
         yet), to check again now; rows this run reads anyway are left out."""
@@ -250,20 +274,28 @@ class DomainBuilder:
         parents = {str(r.params["table"]) for r in references}
         if not any(self.changed.get(p, False) or p not in ours for p in parents):
             return None  # no parent got new rows in this run: what failed before fails again
+        source = f"bronze.{self.domain}_{entity}"
+        dates = sorted(
+            {
+                day
+                for rules_failed, day in self.waiting(path).get((spec.table, source), [])
+                if set(rules_failed) <= set(names)
+            }
+        )
+        if not dates:
+            return None
         listed = ", ".join(f"'{n}'" for n in names)
         waiting = (
             read_delta(self.spark, path)
             .where(
                 (F.col("silver_table") == spec.table)
-                & (F.col("source_table") == f"bronze.{self.domain}_{entity}")
+                & (F.col("source_table") == source)
                 & F.col("resolved_run_id").isNull()
                 & F.expr(f"forall(failed_rules, r -> r IN ({listed}))")
+                & F.col("_landing_date").isin(dates)
             )
             .select(*QUARANTINE_KEY[1:], "_landing_date")
         )
-        dates = [r[0] for r in waiting.select("_landing_date").distinct().collect()]
-        if not dates:
-            return None
         keys = list(QUARANTINE_KEY[1:])
         bronze = read_delta(self.spark, self.path("bronze", f"{self.domain}_{entity}"))
         again = bronze.where(F.col("_landing_date").isin(dates)).join(waiting.drop("_landing_date"), keys, "left_semi")
@@ -304,9 +336,7 @@ class DomainBuilder:
     def ensure(self, database: str, table: str, schema: StructType, partition: bool, comment: str) -> str:
         path = self.path(database, table)
         if not self.is_table(path):
-            create_table_if_missing(
-                self.spark, f"{database}.{table}", schema, ["event_date"] if partition else [], comment
-            )
+            create_table(self.spark, f"{database}.{table}", schema, ["event_date"] if partition else [], comment)
         return path
 
     def quarantine(self, failed: DataFrame, run: TableRun) -> None:
@@ -331,9 +361,12 @@ class DomainBuilder:
             F.lit(None).cast("string").alias("resolved_run_id"),
             F.lit(None).cast("timestamp").alias("resolved_at"),
         )
-        held = read_delta(self.spark, path).select(*QUARANTINE_KEY)
+        # a bronze row keeps its landing date, so only quarantine files holding the batch's dates can hold it
+        # (Delta skips the others by their min/max statistics)
+        dates = run.quarantine_dates
+        held = read_delta(self.spark, path).where(F.expr(in_dates("_landing_date", dates))).select(*QUARANTINE_KEY)
         run.quarantine_known = rows.join(held, list(QUARANTINE_KEY), "left_semi").count()
-        run.quarantine_inserted = insert_new(rows, path, QUARANTINE_KEY)
+        run.quarantine_inserted = insert_new(rows, path, QUARANTINE_KEY, in_dates("t._landing_date", dates))
 
     def resolve(self, resolved: DataFrame) -> None:
         """Mark quarantined rows that a retry now accepts as resolved by this run."""
@@ -360,10 +393,24 @@ class DomainBuilder:
     def upsert(self, spec: TableSpec, rows: DataFrame, run: TableRun) -> DataFrame:
         """Deduplicate (latest per key) and MERGE into the silver table; returns the deduplicated rows."""
         latest = rows.transform(latest_per_key(spec.key, spec.event_time)).persist(StorageLevel.MEMORY_AND_DISK)
+        existed = self.is_table(self.path("silver", spec.table))
         path = self.ensure(
             "silver", spec.table, latest.schema, bool(spec.event_date), f"silver: {spec.domain}.{spec.name}"
         )
-        result = merge_latest(latest, path, spec.key, spec.event_time)
+        prune = None
+        if spec.event_date:
+            # The MERGE reads only the partitions it can change: the batch's event dates and those where its keys
+            # are stored (a later version may carry another date); finding them reads two narrow columns.
+            dates = latest.select("event_date")
+            if existed:  # a table created just now holds no key yet
+                stored = read_delta(self.spark, path).alias("t")
+                on = [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in spec.key]
+                dates = dates.union(
+                    stored.join(latest.select(*spec.key).alias("s"), on, "left_semi").select("event_date")
+                )
+            run.touched_dates = [r[0] for r in dates.distinct().collect()]
+            prune = in_dates("t.event_date", run.touched_dates)
+        result = merge_latest(latest, path, spec.key, spec.event_time, prune)
         run.merge_source_rows = result.source_rows
         run.inserted, run.updated, run.unchanged = result.inserted, result.updated, result.unchanged
         return latest
@@ -442,10 +489,13 @@ class DomainBuilder:
             F.sum((~failed & (F.size(WARNINGS_COLUMN) > 0)).cast("long")),
             F.count("_rescued_data"),
             F.count(accepted_key) - F.count_distinct(accepted_key),
+            F.collect_set(F.when(failed, F.col("_landing_date"))),
             *per_rule,
         ).first()
-        values = [int(v or 0) for v in (totals or [])]
+        assert totals is not None
+        values = [int(v or 0) for v in totals[:6]] + [int(v or 0) for v in totals[7:]]
         run.rows_in, run.retried, run.quarantined, run.warned, drifting, run.duplicates = values[:6]
+        run.quarantine_dates = sorted(totals[6])
         run.rule_counts = [(r.name, r.severity, n) for r, n in zip(rules, values[6:], strict=True)]
         if not drifting:
             return
@@ -479,18 +529,29 @@ class DomainBuilder:
         orders.unpersist()
 
     def rebuild(self, spec: TableSpec, run: TableRun) -> None:
-        """Trend signals: recomputed from the whole silver telemetry table whenever it changed (caps and
-        per-creator baselines depend on all of it)."""
+        """Trend signals, whenever the telemetry changed: the days from the earliest one this run changed are
+        recomputed and replaced (caps, peaks and per-creator baselines of a day depend only on days up to it);
+        built whole the first time."""
         path, source = self.path("silver", spec.table), self.path("silver", f"{self.domain}_{spec.derived}")
         if not self.is_table(source):
             run.skipped = f"its source silver.{self.domain}_{spec.derived} was not built"
             return
-        if self.is_table(path) and not self.changed.get(f"{self.domain}_{spec.derived}", False):
+        parent = f"{self.domain}_{spec.derived}"
+        if self.is_table(path) and not self.changed.get(parent, False):
             return
         telemetry = read_delta(self.spark, source)
-        signals = conform.trend_signals(telemetry).withColumn("_run_id", F.lit(self.options.run_id))
-        run.rows_in = telemetry.count()
-        written = overwrite_counted(signals, path, spec.silver_table, ["event_date"])
+        touched = self.touched.get(parent, [])
+        if self.is_table(path) and touched and None not in touched:
+            # only the days from the earliest one this run changed: nothing earlier depends on later telemetry
+            since = min(d for d in touched if d is not None)
+            signals = conform.trend_signals_since(telemetry, read_delta(self.spark, path), since)
+            run.rows_in = telemetry.where(F.col("event_date") >= F.lit(since)).count()
+            replace = f"event_date >= DATE'{since.isoformat()}'"
+        else:
+            signals, replace = conform.trend_signals(telemetry), None
+            run.rows_in = telemetry.count()
+        signals = signals.withColumn("_run_id", F.lit(self.options.run_id))
+        written = overwrite_counted(signals, path, spec.silver_table, ["event_date"], replace)
         run.inserted = written
         run.merge_source_rows = written
 
@@ -499,6 +560,7 @@ class DomainBuilder:
         for spec in self.specs:
             run = self.build_table(spec)
             self.changed[spec.table] = bool(run.inserted or run.updated)
+            self.touched[spec.table] = run.touched_dates
             if run.skipped:
                 log.warning("%s skipped: %s", spec.silver_table, run.skipped)
                 runs.append(run)
@@ -528,3 +590,49 @@ class DomainBuilder:
                 )
             runs.append(run)
         return runs
+
+
+def domain_dependencies(
+    specs: Mapping[str, Sequence[TableSpec]], rules: Mapping[str, Sequence[Rule]], domains: Sequence[str]
+) -> dict[str, set[str]]:
+    """The domains each of `domains` must wait for: those owning a table its reference rules look up (trend
+    telemetry checks its products against commerce)."""
+    owner = {s.table: d for d, domain_specs in specs.items() for s in domain_specs}
+    needs: dict[str, set[str]] = {}
+    for d in domains:
+        parents = {str(r.params["table"]) for s in specs[d] for r in rules.get(s.table, ()) if r.kind == "references"}
+        needs[d] = {owner[p] for p in parents if p in owner} & set(domains) - {d}
+    return needs
+
+
+def build_domains(
+    spark: SparkSession,
+    domains: Sequence[str],
+    dependencies: Mapping[str, set[str]],
+    build: Callable[[SparkSession, str], list[TableRun]],
+    parallelism: int = 1,
+) -> list[TableRun]:
+    """Build each domain with `build(session, domain)`, independent domains side by side (each in a session of
+    its own, so their Delta commit tags never mix), a domain only after the domains it depends on; returns the
+    runs in the order of `domains`. A domain whose dependency failed is not started."""
+    if parallelism <= 1 or len(domains) == 1:
+        return [run for d in domains for run in build(spark, d)]
+    futures: dict[str, Future[list[TableRun]]] = {}
+    slots = threading.Semaphore(parallelism)
+
+    def one(domain: str) -> list[TableRun]:
+        for parent in dependencies.get(domain, ()):
+            futures[parent].result()
+        with slots:
+            return build(spark.newSession(), domain)
+
+    ordered: list[str] = []
+    while len(ordered) < len(domains):  # parents first, so a domain's dependencies are submitted before it
+        ready = [d for d in domains if d not in ordered and dependencies.get(d, set()) <= set(ordered)]
+        if not ready:
+            raise ValueError(f"silver domains depend on each other in a cycle: {dict(dependencies)}")
+        ordered += ready
+    with ThreadPoolExecutor(max_workers=len(domains), thread_name_prefix="silver") as pool:
+        for domain in ordered:
+            futures[domain] = pool.submit(one, domain)
+        return [run for d in domains for run in futures[d].result()]

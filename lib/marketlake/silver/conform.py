@@ -8,6 +8,7 @@ record and any drifted columns; build.py drops what silver does not store.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
@@ -342,22 +343,55 @@ def trend_signals(telemetry: DataFrame, percentile: float = 0.99, cap_days: int 
     Every value of a row uses only observations at or before it (caps: only earlier days), so telemetry that
     arrives later never changes a signal a purchase was linked to.
     """
-    days = telemetry.select("platform", F.col("event_date").alias("_day")).distinct()
-    history = telemetry.select(F.col("platform").alias("_platform"), F.col("event_date").alias("_seen"), *CAPPED)
+    return windowed_signals(capped_observations(telemetry, telemetry, percentile, cap_days))
+
+
+def trend_signals_since(
+    telemetry: DataFrame,
+    stored: DataFrame,
+    since: date,
+    percentile: float = 0.99,
+    cap_days: int = 28,
+) -> DataFrame:
+    """The signals of the observations dated `since` or later, equal to what trend_signals gives for them over the
+    whole telemetry, without recomputing earlier days: no value depends on a later observation, so the `stored`
+    signals before `since` stand, and they carry the capped values the windows of the affected trends and
+    creators continue from. Reads the telemetry of the cap window before `since` onwards only."""
+    day = F.col("event_date")
+    fresh = telemetry.where(day >= F.lit(since))
+    history = telemetry.where(day >= F.date_sub(F.lit(since), cap_days))
+    capped = capped_observations(fresh, history, percentile, cap_days)
+    trends = fresh.select("trend_id").distinct().withColumn("_trend", F.lit(True))
+    creators = fresh.select("creator_id").distinct().withColumn("_creator", F.lit(True))
+    earlier = (
+        stored.where(day < F.lit(since))
+        .select(*capped.columns)
+        .join(trends, "trend_id", "left")
+        .join(creators, "creator_id", "left")
+        .where(F.col("_trend") | F.col("_creator"))
+        .select(*capped.columns)
+    )
+    return windowed_signals(earlier.unionByName(capped)).where(day >= F.lit(since))
+
+
+def capped_observations(rows: DataFrame, history: DataFrame, percentile: float, cap_days: int) -> DataFrame:
+    """`rows` with each engagement metric capped at its `percentile` per platform over the observations of
+    `history` in the cap_days before the row's day, and `bot_spike` where any was capped."""
+    days = rows.select("platform", F.col("event_date").alias("_day")).distinct()
+    seen = history.select(F.col("platform").alias("_platform"), F.col("event_date").alias("_seen"), *CAPPED)
     earlier = (F.col("_platform") == F.col("platform")) & F.col("_seen").between(
         F.date_sub("_day", cap_days), F.date_sub("_day", 1)
     )
     caps = (
-        days.join(history, earlier)
-        .groupBy("platform", "_day")
+        days.join(seen, earlier)
+        .groupBy(F.col("platform").alias("_cap_platform"), "_day")
         .agg(*[F.percentile(F.col(c).cast("double"), percentile).alias(f"_cap_{c}") for c in CAPPED])
     )
-    df = telemetry.join(caps, (telemetry.platform == caps.platform) & (telemetry.event_date == caps._day), "left").drop(
-        caps.platform
-    )
+    on = (F.col("platform") == F.col("_cap_platform")) & (F.col("event_date") == F.col("_day"))
+    df = rows.join(caps, on, "left")
     capped = {c: F.least(F.col(c).cast("double"), F.col(f"_cap_{c}")) for c in CAPPED}
     spike = F.greatest(*[F.col(c).cast("double") > F.col(f"_cap_{c}") for c in CAPPED])
-    df = df.select(
+    return df.select(
         "event_id",
         "trend_id",
         "product_id",
@@ -370,6 +404,11 @@ def trend_signals(telemetry: DataFrame, percentile: float = 0.99, cap_days: int 
         F.coalesce(spike, F.lit(False)).alias("bot_spike"),
         "comment_sentiment",
     )
+
+
+def windowed_signals(df: DataFrame) -> DataFrame:
+    """Capped observations -> signals: growth since the trend's previous observation, peak so far, decay, and
+    sentiment against the creator's observations so far."""
     by_trend = Window.partitionBy("trend_id").orderBy("observed_at", "event_id")
     so_far = by_trend.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     by_creator = (
