@@ -49,7 +49,7 @@ def create_table_if_missing(
     """
     key = (id(spark.sparkContext), name)
     known = _LOCATIONS.get(key)
-    if known and is_delta_table(spark, known) and spark.catalog.tableExists(name):
+    if known and is_delta_table(spark, known) and table_exists(spark, name):
         return known
     create_table(spark, name, schema, partition_by, comment, properties)
     _LOCATIONS[key] = table_location(spark, name)
@@ -210,6 +210,11 @@ def in_dates(column: str, days: Iterable[date | None]) -> str:
     return "(" + (" OR ".join(terms) or "FALSE") + ")"
 
 
+def _merge_condition(keys: Sequence[str], target_filter: str | None) -> str:
+    """Target `t` and source `s` match on every key (nulls equal), within `target_filter` when given."""
+    return " AND ".join([f"t.`{k}` <=> s.`{k}`" for k in keys] + ([target_filter] if target_filter else []))
+
+
 def merge_latest(
     df: DataFrame, ref: str, keys: Sequence[str], event_time: str, target_filter: str | None = None
 ) -> MergeResult:
@@ -222,7 +227,7 @@ def merge_latest(
     Inserted and updated rows come from what execute() returns; the rows the MERGE took as source (which
     execute() does not report) from the metrics of our own commit, found by its unique tag."""
     spark = df.sparkSession
-    on = " AND ".join([f"t.`{k}` <=> s.`{k}`" for k in keys] + ([target_filter] if target_filter else []))
+    on = _merge_condition(keys, target_filter)
     with tagged_commits(spark) as tag:
         result = (
             delta_table(spark, ref)
@@ -241,7 +246,7 @@ def merge_latest(
 def insert_new(df: DataFrame, ref: str, keys: Sequence[str], target_filter: str | None = None) -> int:
     """Insert the rows of df whose keys the table does not hold yet (one MERGE, its target limited by
     `target_filter` as in merge_latest); returns the rows inserted, as execute() reports them."""
-    on = " AND ".join([f"t.`{k}` <=> s.`{k}`" for k in keys] + ([target_filter] if target_filter else []))
+    on = _merge_condition(keys, target_filter)
     result = delta_table(df.sparkSession, ref).alias("t").merge(df.alias("s"), on).whenNotMatchedInsertAll().execute()
     return _merge_counts(result)[0]
 

@@ -11,7 +11,6 @@ and appended to lakehouse/bench/asof.jsonl.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from pyspark.sql import functions as F
 from marketlake.config import load_settings
 from marketlake.gold.asof import asof_join
 from marketlake.session import get_spark
-from tests.conftest import REPO
+from tests.benchmarks import record
 
 PURCHASES = int(os.environ.get("BENCH_ASOF_LEFT", 10_000_000))
 READINGS = int(os.environ.get("BENCH_ASOF_RIGHT", 1_000_000))
@@ -236,8 +235,4 @@ def test_asof_join_against_union_window_tempo_and_duckdb(bench_spark: SparkSessi
         "write_ours_over_duckdb": round(best["ours_write"] / best["duckdb_write"], 2),
         "write_ours_over_copy": round(best["ours_write"] / best["copy_write"], 2),
     }
-    print("\n" + json.dumps(result))
-    bench_dir = REPO / "lakehouse" / "bench"
-    bench_dir.mkdir(parents=True, exist_ok=True)
-    with (bench_dir / "asof.jsonl").open("a") as fh:
-        fh.write(json.dumps(result) + "\n")
+    record("asof", result)

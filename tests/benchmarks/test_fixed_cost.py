@@ -10,21 +10,19 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_job
+from tests.benchmarks import record, timed
+from tests.conftest import REPO
 
 LAKEHOUSE = Path(os.environ.get("BENCH_LAKEHOUSE", REPO / "lakehouse"))
 QUESTION = "SELECT segment, count(*) AS users FROM gold.exchange_rfm GROUP BY 1 ORDER BY 2 DESC"
 
 
 def seconds(job: str, *args: str) -> float:
-    started = time.perf_counter()
-    run_job(job, *args, env={"MARKETLAKE_LAKEHOUSE": str(LAKEHOUSE)})
-    return time.perf_counter() - started
+    return timed(job, *args, env={"MARKETLAKE_LAKEHOUSE": str(LAKEHOUSE)})[0]
 
 
 @pytest.mark.skipif(not (LAKEHOUSE / "gold" / "exchange_rfm").is_dir(), reason="needs `make demo` first")
@@ -43,8 +41,4 @@ def test_fixed_cost_of_a_question_and_the_summary() -> None:
         "summary_runs": [round(s, 1) for s in summary],
         "startup_phases_s": json.loads(startup.stdout.strip().splitlines()[-1]),
     }
-    print("\n" + json.dumps(result))
-    out = REPO / "lakehouse" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "fixed_cost.jsonl").open("a") as f:
-        f.write(json.dumps(result) + "\n")
+    record("fixed_cost", result)

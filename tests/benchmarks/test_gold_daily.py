@@ -10,7 +10,6 @@ differ (history must change the cost, never the numbers).
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -25,7 +24,8 @@ from marketlake.config import CONF_DIR, Settings, load_settings
 from marketlake.gold.build import build_table
 from marketlake.gold.spec import load_gold
 from marketlake.session import get_spark
-from tests.conftest import REPO, run_job
+from tests.benchmarks import record
+from tests.conftest import run_job
 
 START = date(2025, 6, 1)
 DAYS = 184
@@ -90,11 +90,7 @@ def test_daily_run_time_does_not_grow_with_history(session: tuple[SparkSession, 
         "h180_over_h1": round(h180 / h1, 2),
         "target": TARGET_RATIO,
     }
-    print("\n" + json.dumps(result))
-    bench_dir = REPO / "lakehouse" / "bench"
-    bench_dir.mkdir(parents=True, exist_ok=True)
-    with (bench_dir / "gold_daily.jsonl").open("a") as fh:
-        fh.write(json.dumps(result) + "\n")
+    record("gold_daily", result)
     new_days = (FIRST_DAILY, FIRST_DAILY + timedelta(days=2))
     for spec in specs:
         first, last = spec.partitions(*new_days)

@@ -9,7 +9,6 @@ appended to lakehouse/bench/pipeline.jsonl.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks import record, timed
 from tests.conftest import REPO, run_job
 
 SCALE, DAYS, START = "5", 14, date(2026, 1, 1)
@@ -38,12 +38,6 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "generate.py", "--scale", SCALE, "--days", str(DAYS), "--start", str(START), "--seed", "11", "--out", str(out)
     )
     return out
-
-
-def timed(job: str, *args: str, env: dict[str, str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    result = run_job(job, *args, env=env)
-    return time.perf_counter() - started, result.stdout + result.stderr
 
 
 def one_round(landing: Path, work: Path) -> dict[str, float]:
@@ -86,9 +80,5 @@ def test_pipeline_against_the_io_floor(landing: Path, tmp_path: Path) -> None:
         "ratios_per_round": [round(r["ratio"], 2) for r in rounds],
         "target": TARGET,
     }
-    print("\n" + json.dumps(result))
-    out = REPO / "lakehouse" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "pipeline.jsonl").open("a") as f:
-        f.write(json.dumps(result) + "\n")
+    record("pipeline", result)
     assert median["ratio"] <= TARGET, result

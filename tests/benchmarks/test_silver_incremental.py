@@ -10,17 +10,16 @@ the two days), appends it to lakehouse/bench/silver_incremental.jsonl, and fails
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_job
+from tests.benchmarks import record, timed
+from tests.conftest import run_job
 
 START, DAYS, SCALE = date(2025, 6, 1), 182, "0.1"
 HISTORY = 180
@@ -56,9 +55,8 @@ def ingest_and_build(lakehouse: Path, landing: Path) -> tuple[float, float]:
     """Bronze ingestion of what is new, then the silver run: (whole-process seconds, sum of in-job table seconds)."""
     env = {"MARKETLAKE_LAKEHOUSE": str(lakehouse)}
     run_job("bronze_ingest.py", "--domain", "all", "--landing", str(landing), env=env)
-    started = time.perf_counter()
-    out = run_job("silver_build.py", "--domain", "all", env=env)
-    return time.perf_counter() - started, sum(float(s) for s in SECONDS.findall(out.stdout))
+    seconds, out = timed("silver_build.py", "--domain", "all", env=env)
+    return seconds, sum(float(s) for s in SECONDS.findall(out))
 
 
 def test_a_daily_silver_run_does_not_grow_with_history(landing: Path, tmp_path: Path) -> None:
@@ -88,9 +86,5 @@ def test_a_daily_silver_run_does_not_grow_with_history(landing: Path, tmp_path: 
         "runs": {n: [[round(a, 1), round(b, 1)] for a, b in ts] for n, ts in timings.items()},
         "target": TARGET,
     }
-    print("\n" + json.dumps(result))
-    out = REPO / "lakehouse" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "silver_incremental.jsonl").open("a") as f:
-        f.write(json.dumps(result) + "\n")
+    record("silver_incremental", result)
     assert result["ratio"] <= TARGET, result

@@ -6,14 +6,14 @@ Each result prints as a JSON line and is appended to lakehouse/bench/throughput.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_job
+from tests.benchmarks import record
+from tests.conftest import run_job
 
 SCALES = (1, 5)
 DAYS = 7
@@ -61,8 +61,4 @@ def test_generate_and_ingest_throughput(scale: int, tmp_path: Path) -> None:
         "ingest_s_in_job": float(run_line.group(4)),
         **silver_throughput(lakehouse),
     }
-    print("\n" + json.dumps(result))
-    out = REPO / "lakehouse" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "throughput.jsonl").open("a") as f:
-        f.write(json.dumps(result) + "\n")
+    record("throughput", result)
