@@ -38,7 +38,7 @@ def bronze_summary(spark: SparkSession, database: str = "bronze") -> list[dict[s
         assert stats is not None
         return {"table": f"{database}.{table}", **stats.asDict()}
 
-    return side_by_side(one, sorted(t.name for t in spark.catalog.listTables(database)))
+    return side_by_side(one, sorted(t.name for t in spark.catalog.listTables(database) if not t.isTemporary))
 
 
 def side_by_side(one: Callable[[T], dict[str, object]], items: Sequence[T]) -> list[dict[str, object]]:
