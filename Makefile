@@ -13,7 +13,7 @@ DEMO_START ?= 2026-01-01
 DEMO_SEED ?= 42
 DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
 
-.PHONY: setup env jars demo test lint bench clean
+.PHONY: setup env jars demo test lint bench maintain clean
 
 setup: env jars
 
@@ -56,6 +56,10 @@ lint: env
 
 bench: setup
 	$(PY) -m pytest -q tests/benchmarks -s
+
+# Compact and vacuum every Delta table of the lakehouse (MAINTAIN_ARGS e.g. "--dry-run" or "--layer bronze").
+maintain: setup
+	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/maintain.py $(MAINTAIN_ARGS)
 
 clean:
 	rm -rf lakehouse .pytest_cache spark-warehouse metastore_db derby.log
