@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -113,25 +114,89 @@ def delta_tables(lakehouse: Path, database: str) -> dict[str, str]:
     return {p.name: str(p) for p in sorted(root.iterdir()) if (p / "_delta_log").is_dir()}
 
 
+class WarmJobs:
+    """Jobs run one after another in one warm process (tests/jobrunner.py) with a fixed environment: each still
+    parses its own arguments, opens its session with getOrCreate and reports as a process would, but only the first
+    pays the JVM's start and warm-up. Tests that need a cold process (a time zone, a new session) use run_job."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        read, write = os.pipe()
+        self._proc = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "jobrunner.py"), str(write)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            text=True,
+            pass_fds=(write,),
+        )
+        os.close(write)
+        self._answers = os.fdopen(read)
+
+    def __call__(self, job: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"job": job, "args": list(args)}) + "\n")
+        self._proc.stdin.flush()
+        line = self._answers.readline()
+        if not line:
+            raise AssertionError(f"the job runner ended ({self._proc.poll()}):\n{self.log.read_text()[-4000:]}")
+        answer = json.loads(line)
+        result = subprocess.CompletedProcess([job, *args], answer["code"], answer["stdout"], answer["stderr"])
+        if check and result.returncode != 0:
+            raise AssertionError(f"{job} {args} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        return result
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._answers.close()
+
+
+class JobRunners:
+    """The warm job process of each lakehouse, started on first use. One per lakehouse, and released before any
+    other process opens that lakehouse's catalog: an embedded metastore admits one JVM at a time."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._runners: dict[Path, WarmJobs] = {}
+
+    def __call__(self, lakehouse: Path) -> WarmJobs:
+        if lakehouse not in self._runners:
+            log = self._tmp.mktemp("jobs") / "runner.log"
+            self._runners[lakehouse] = WarmJobs({"MARKETLAKE_LAKEHOUSE": str(lakehouse)}, log)
+        return self._runners[lakehouse]
+
+    def release(self, lakehouse: Path) -> None:
+        runner = self._runners.pop(lakehouse, None)
+        if runner is not None:
+            runner.close()
+
+
+@pytest.fixture(scope="session")
+def warm_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobRunners]:
+    runners = JobRunners(tmp_path_factory)
+    yield runners
+    for lakehouse in list(runners._runners):
+        runners.release(lakehouse)
+
+
 GEN_ARGS = ("--scale", "0.1", "--days", "4", "--seed", "7", "--start", "2026-03-01")
 
 
 @pytest.fixture(scope="session")
-def pipeline_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The user's pipeline run twice from the same seed, as separate processes: generated and ingested under
-    local[N] into landing-N and lh-N, for N in 1, 2."""
+def pipeline_runs(tmp_path_factory: pytest.TempPathFactory, warm_jobs: JobRunners) -> dict[str, Path]:
+    """The user's pipeline run twice from the same seed: generated and ingested under local[N] into landing-N and
+    lh-N, for N in 1, 2, each in the warm job process of lh-N (which later tests on that lakehouse reuse)."""
     base = tmp_path_factory.mktemp("pipeline")
     for n in ("1", "2"):
         master = f"local[{n}]"
-        run_job("generate.py", "--master", master, *GEN_ARGS, "--out", str(base / f"landing-{n}"))
-        run_job(
-            "bronze_ingest.py",
-            "--master",
-            master,
-            "--domain",
-            "all",
-            "--landing",
-            str(base / f"landing-{n}"),
-            env={"MARKETLAKE_LAKEHOUSE": str(base / f"lh-{n}")},
-        )
+        jobs = warm_jobs(base / f"lh-{n}")
+        jobs("generate.py", "--master", master, *GEN_ARGS, "--out", str(base / f"landing-{n}"))
+        jobs("bronze_ingest.py", "--master", master, "--domain", "all", "--landing", str(base / f"landing-{n}"))
     return {name: base / name for name in ("landing-1", "landing-2", "lh-1", "lh-2")}

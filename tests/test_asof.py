@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from marketlake.gold.asof import asof_join
+from marketlake.gold.asof import _estimated_bytes, asof_join
 from tests.frames import to_spark
 
 LEFT_SCHEMA = "purchase_id long, product_id string, purchased_at timestamp, amount double"
@@ -108,6 +108,24 @@ def test_asof_join_matches_pandas_merge_asof(spark: SparkSession, inclusive, tol
     assertDataFrameEqual(result, expected, checkRowOrder=False)
     matched = expected.where("trend_id IS NOT NULL").count()
     assert 0.5 * len(left) < matched < len(left)  # the data exercises both matches and misses
+
+
+def test_no_step_sees_every_key_and_auto_sizes_what_it_broadcasts(spark: SparkSession) -> None:
+    """No step gathers every key into one task (a window without partitions, or a global sort, plans an exchange to
+    a single partition), and `auto` weighs the bucketed intervals it would broadcast, which outgrow the right side
+    itself: given a limit just above the right side's own estimate, it shuffles, with the same result."""
+    left_pd, right_pd = _frames()
+    left, right = to_spark(spark, left_pd, LEFT_SCHEMA), to_spark(spark, right_pd, RIGHT_SCHEMA)
+    expected = to_spark(spark, oracle(left_pd, right_pd, True, None), OUT_SCHEMA)
+    args = (left, right, "product_id", "purchased_at", "observed_at")
+    plans = {}
+    for strategy, limit in (("broadcast", 256 << 20), ("shuffle", 256 << 20), ("auto", _estimated_bytes(right) + 1)):
+        result = asof_join(*args, tiebreak=["trend_id", "velocity"], strategy=strategy, broadcast_bytes=limit)
+        plans[strategy] = result._jdf.queryExecution().executedPlan().toString()
+        assert "SinglePartition" not in plans[strategy], plans[strategy]
+        assertDataFrameEqual(result, expected, checkRowOrder=False)
+    assert "SortMergeJoin" not in plans["broadcast"] and "SortMergeJoin" in plans["shuffle"]
+    assert "SortMergeJoin" in plans["auto"]
 
 
 def test_asof_join_picks_the_latest_trend_at_or_before_the_purchase(spark: SparkSession) -> None:

@@ -21,6 +21,7 @@ from marketlake.bronze import bronze_schema
 from marketlake.config import CONF_DIR, Settings, load_settings
 from marketlake.errors import ConfigError
 from marketlake.gold.spec import load_gold
+from marketlake.ingest import ingest_files, landing_files
 from marketlake.maintain import (
     RETENTION_CHECK,
     LiveFile,
@@ -196,6 +197,31 @@ def test_unpartitioned_table_becomes_one_file(spark: SparkSession, tmp_path: Pat
     assert len(data_files(Path(ref.path))) == 1
     assert fingerprint(read_delta(spark, ref.path)) == before
     assertDataFrameEqual(read_delta(spark, ref.path), rows)
+
+
+def test_bronze_days_landed_one_by_one_become_one_file(
+    spark: SparkSession, settings: Settings, database: str, tmp_path: Path
+) -> None:
+    """What bronze_ingest leaves after a daily landing each day, one small file per day, is what OPTIMIZE merges:
+    bronze is clustered by landing date, not partitioned by it, and a day's rows still read alone."""
+    spec = settings.sources["exchange"]["users"]
+    for day in DAYS:
+        folder = tmp_path / "landing" / "exchange" / "users" / f"date={day}"
+        folder.mkdir(parents=True)
+        lines = [f'{{"user_id":"U{day[-1]}{n}","email":"u{n}@example.com","tier":"basic"}}' for n in range(5)]
+        (folder / "users.jsonl").write_text("\n".join([*lines, "not json"]) + "\n")
+        files = landing_files(spark, str(tmp_path / "landing"), spec, day)
+        assert ingest_files(spark, spec, files, f"{database}.exchange_users").rows_written == 6
+    path = str(tmp_path / database / "exchange_users")
+    before = fingerprint(read_delta(spark, path))
+    day_two = read_delta(spark, path).where(f"_landing_date = '{DAYS[1]}'").collect()
+    with retention_check_disabled(spark):
+        result = maintain_table(spark, TableRef("bronze", "exchange_users", path), ["user_id"], retention_hours=0)
+    assert result.before.clustering_columns == ("_landing_date",) and result.before.partition_columns == ()
+    assert (result.before.num_files, result.after.num_files, len(data_files(Path(path)))) == (3, 1, 1)
+    assert result.plan is not None and result.plan.mode == "clustering" and not result.warnings
+    assert fingerprint(read_delta(spark, path)) == before == (18, before[1])
+    assertDataFrameEqual(read_delta(spark, path).where(f"_landing_date = '{DAYS[1]}'"), day_two)
 
 
 def test_vacuum_waits_for_a_change_feed_reader(spark: SparkSession, tmp_path: Path) -> None:

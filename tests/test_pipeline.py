@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tests.conftest import delta_tables, run_job
+from tests.conftest import JobRunners, delta_tables, run_job
 
 
 @pytest.fixture(scope="module")
@@ -72,28 +72,15 @@ def test_every_landed_line_is_a_bronze_row(spark: SparkSession, runs: dict[str, 
         assert spark.read.format("delta").load(str(runs["lh-1"] / "bronze" / table)).count() == lines, table
 
 
-def test_query_job_answers_for_every_bronze_table_in_a_new_session(spark: SparkSession, runs: dict[str, Path]) -> None:
-    tables = bronze_tables(runs["lh-1"])
-    statements = [f"SELECT '{t}' AS table_name, count(*) AS n FROM bronze.{t}" for t in tables]
-    out = run_job("query.py", *statements, "--format", "json", env={"MARKETLAKE_LAKEHOUSE": str(runs["lh-1"])})
-    answered = {row["table_name"]: row["n"] for row in map(json.loads, out.stdout.splitlines())}
-    expected = {t: spark.read.format("delta").load(str(runs["lh-1"] / "bronze" / t)).count() for t in tables}
-    assert answered == expected
-
-
-def test_rerunning_ingestion_changes_no_bronze_table(spark: SparkSession, runs: dict[str, Path]) -> None:
+def test_rerunning_ingestion_changes_no_bronze_table(
+    spark: SparkSession, runs: dict[str, Path], warm_jobs: JobRunners
+) -> None:
     lh = runs["lh-1"]
     tables = bronze_tables(lh)
     versions = {t: len(list((lh / "bronze" / t / "_delta_log").glob("*.json"))) for t in tables}
     counts = {t: spark.read.format("delta").load(str(lh / "bronze" / t)).count() for t in tables}
-    result = run_job(
-        "bronze_ingest.py",
-        "--domain",
-        "all",
-        "--landing",
-        str(runs["landing-1"]),
-        env={"MARKETLAKE_LAKEHOUSE": str(lh)},
-    )
+    ingest = ("bronze_ingest.py", "--master", "local[1]", "--domain", "all", "--landing", str(runs["landing-1"]))
+    result = warm_jobs(lh)(*ingest)
     assert "0 lines read, 0 rows written" in result.stderr
     assert {t: len(list((lh / "bronze" / t / "_delta_log").glob("*.json"))) for t in tables} == versions
     assert {t: spark.read.format("delta").load(str(lh / "bronze" / t)).count() for t in tables} == counts
@@ -142,11 +129,21 @@ def test_a_user_mistake_is_one_clear_line_from_a_real_process(job: str, args: li
     assert "Traceback" not in result.stderr
 
 
-def test_query_of_a_missing_table_is_one_clear_line(runs: dict[str, Path]) -> None:
-    result = run_job(
-        "query.py", "SELECT * FROM bronze.no_such_table", check=False, env={"MARKETLAKE_LAKEHOUSE": str(runs["lh-1"])}
-    )
+def test_query_of_a_missing_table_is_one_clear_line(runs: dict[str, Path], warm_jobs: JobRunners) -> None:
+    result = warm_jobs(runs["lh-1"])("query.py", "SELECT * FROM bronze.no_such_table", check=False)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: [TABLE_OR_VIEW_NOT_FOUND]")
     assert "Traceback" not in result.stderr
+
+
+def test_query_job_answers_for_every_bronze_table_in_a_new_session(
+    spark: SparkSession, runs: dict[str, Path], warm_jobs: JobRunners
+) -> None:
+    warm_jobs.release(runs["lh-1"])  # the new process opens the catalog the warm one holds
+    tables = bronze_tables(runs["lh-1"])
+    statements = [f"SELECT '{t}' AS table_name, count(*) AS n FROM bronze.{t}" for t in tables]
+    out = run_job("query.py", *statements, "--format", "json", env={"MARKETLAKE_LAKEHOUSE": str(runs["lh-1"])})
+    answered = {row["table_name"]: row["n"] for row in map(json.loads, out.stdout.splitlines())}
+    expected = {t: spark.read.format("delta").load(str(runs["lh-1"] / "bronze" / t)).count() for t in tables}
+    assert answered == expected

@@ -1,8 +1,9 @@
 """The silver job as a user runs it, over the bronze lakehouse the pipeline tests built: every row accounted for,
 re-runs change nothing, no raw PII in silver or gold, and a late parent releases the rows it held in quarantine.
 
-The tests share one lakehouse and run in file order (the last one ingests more bronze); the bronze tests that
-compare it with its twin run in an earlier module.
+The tests share one lakehouse and run in file order (the late parent ingests more bronze after the re-runs; gold
+is built last); the bronze tests that compare it with its twin run in an earlier module. Jobs run in the
+lakehouse's warm job process, the query that reads gold by name in a new one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pyspark.sql import functions as F
 
 from marketlake.config import CONF_DIR
 from marketlake.gold.spec import load_gold
-from tests.conftest import delta_tables, run_job
+from tests.conftest import JobRunners, WarmJobs, delta_tables, run_job
 
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PHONE = r"\+\d{1,3}-\d{3}-\d{3}-\d{4}"
@@ -46,16 +47,21 @@ def last_run(spark: SparkSession, lh: Path) -> DataFrame:
     return runs.join(latest, ["domain", "run_started_at"])
 
 
-def silver(lh: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_job("silver_build.py", "--master", "local[2]", *args, env={"MARKETLAKE_LAKEHOUSE": str(lh)})
+@pytest.fixture(scope="module")
+def jobs(pipeline_runs: dict[str, Path], warm_jobs: JobRunners) -> WarmJobs:
+    """The warm job process of the lakehouse the pipeline tests ingested under local[2]."""
+    return warm_jobs(pipeline_runs["lh-2"])
+
+
+def silver(jobs: WarmJobs, *args: str) -> subprocess.CompletedProcess:
+    return jobs("silver_build.py", "--master", "local[2]", *args)
 
 
 @pytest.fixture(scope="module")
-def lh(pipeline_runs: dict[str, Path]) -> Path:
-    lakehouse = pipeline_runs["lh-2"]
-    first = silver(lakehouse, "--domain", "all")
+def lh(pipeline_runs: dict[str, Path], jobs: WarmJobs) -> Path:
+    first = silver(jobs, "--domain", "all")
     assert "balanced" in first.stdout and " NO " not in first.stdout, first.stdout
-    return lakehouse
+    return pipeline_runs["lh-2"]
 
 
 def test_every_bronze_row_lands_in_silver_or_quarantine(spark: SparkSession, lh: Path) -> None:
@@ -78,12 +84,12 @@ def test_every_bronze_row_lands_in_silver_or_quarantine(spark: SparkSession, lh:
     assert drift["exchange_trades"]["liquidity"] > 0 and drift["commerce_web_sessions"]["utm_campaign"] > 0
 
 
-def test_rerunning_silver_changes_no_count(spark: SparkSession, lh: Path) -> None:
+def test_rerunning_silver_changes_no_count(spark: SparkSession, lh: Path, jobs: WarmJobs) -> None:
     before = counts(spark, lh)
-    silver(lh, "--domain", "all")
+    silver(jobs, "--domain", "all")
     assert counts(spark, lh) == before
     assert all(r["inserted"] == r["updated"] == r["quarantined"] == 0 for r in last_run(spark, lh).collect())
-    silver(lh, "--domain", "all", "--start", "2026-02-01", "--end", "2026-03-31")
+    silver(jobs, "--domain", "all", "--start", "2026-02-01", "--end", "2026-03-31")
     assert counts(spark, lh) == before
     rerun = last_run(spark, lh).collect()
     assert {r["mode"] for r in rerun} == {"range"}
@@ -91,33 +97,9 @@ def test_rerunning_silver_changes_no_count(spark: SparkSession, lh: Path) -> Non
     assert sum(r["rows_in"] for r in rerun if r["bronze_versions"]) == bronze_total(spark, lh)
 
 
-def test_gold_builds_every_table_and_query_reads_each_by_name(lh: Path) -> None:
-    """The demo's gold step on this lakehouse, then every gold table read by name from a new session."""
-    env = {"MARKETLAKE_LAKEHOUSE": str(lh)}
-    build = run_job("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04", env=env)
-    names = [s.name for s in load_gold(CONF_DIR).tables.values()]
-    assert all(f"gold.{n}" in build.stdout for n in names), build.stdout
-    union = " UNION ALL ".join(f"SELECT '{n}' AS table_name, count(*) AS n FROM gold.{n}" for n in names)
-    out = run_job("query.py", "--format", "json", union, env=env)
-    rows = {r["table_name"]: r["n"] for r in map(json.loads, out.stdout.splitlines())}
-    assert set(rows) == set(names)
-    empty = {n for n, count in rows.items() if count == 0}
-    assert empty <= {"exchange_compliance_flags"}, rows  # flags may be absent at this small scale
-
-
-def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:
-    def hits(path: str) -> int:
-        df = read(spark, path)
-        text = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
-        return df.where(text.rlike(EMAIL) | text.rlike(PHONE)).count()
-
-    assert hits(delta_tables(lh, "bronze")["exchange_users"]) > 0  # the scan finds raw PII where it is allowed
-    scanned = {**delta_tables(lh, "silver"), **delta_tables(lh, "gold")}
-    assert len(scanned) >= 15
-    assert {name: hits(path) for name, path in scanned.items()} == dict.fromkeys(scanned, 0)
-
-
-def test_a_late_parent_releases_the_rows_waiting_for_it(spark: SparkSession, lh: Path, tmp_path: Path) -> None:
+def test_a_late_parent_releases_the_rows_waiting_for_it(
+    spark: SparkSession, lh: Path, jobs: WarmJobs, tmp_path: Path
+) -> None:
     quarantine = str(lh / "quarantine" / "exchange")
     waiting = (
         read(spark, quarantine)
@@ -137,12 +119,38 @@ def test_a_late_parent_releases_the_rows_waiting_for_it(spark: SparkSession, lh:
     }
     export = tmp_path / "late_users.jsonl"
     export.write_text(json.dumps(user) + "\n")
-    env = {"MARKETLAKE_LAKEHOUSE": str(lh)}
-    run_job("bronze_ingest.py", "--domain", "exchange", "--entity", "users", "--source", str(export), env=env)
-    silver(lh, "--domain", "exchange")
+    jobs("bronze_ingest.py", "--domain", "exchange", "--entity", "users", "--source", str(export))
+    silver(jobs, "--domain", "exchange")
     trades = read(spark, str(lh / "silver" / "exchange_trades")).where(F.col("trade_id") == trade["trade_id"])
     assert trades.count() == 1
     released = read(spark, quarantine).where(F.col("record") == waiting["record"]).first()
     assert released is not None and released["resolved_run_id"] is not None
     run = last_run(spark, lh).where("silver_table = 'exchange_trades'").first()
     assert run is not None and run["retried"] >= 1 and run["balanced"]
+
+
+def test_gold_builds_every_table_and_query_reads_each_by_name(lh: Path, jobs: WarmJobs, warm_jobs: JobRunners) -> None:
+    """The demo's gold step on this lakehouse, then every gold table read by name from a new process."""
+    env = {"MARKETLAKE_LAKEHOUSE": str(lh)}
+    build = jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04")
+    names = [s.name for s in load_gold(CONF_DIR).tables.values()]
+    assert all(f"gold.{n}" in build.stdout for n in names), build.stdout
+    warm_jobs.release(lh)  # the new process opens the catalog the warm one holds
+    union = " UNION ALL ".join(f"SELECT '{n}' AS table_name, count(*) AS n FROM gold.{n}" for n in names)
+    out = run_job("query.py", "--format", "json", union, env=env)
+    rows = {r["table_name"]: r["n"] for r in map(json.loads, out.stdout.splitlines())}
+    assert set(rows) == set(names)
+    empty = {n for n, count in rows.items() if count == 0}
+    assert empty <= {"exchange_compliance_flags"}, rows  # flags may be absent at this small scale
+
+
+def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:
+    def hits(path: str) -> int:
+        df = read(spark, path)
+        text = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
+        return df.where(text.rlike(EMAIL) | text.rlike(PHONE)).count()
+
+    assert hits(delta_tables(lh, "bronze")["exchange_users"]) > 0  # the scan finds raw PII where it is allowed
+    scanned = {**delta_tables(lh, "silver"), **delta_tables(lh, "gold")}
+    assert len(scanned) >= 15
+    assert {name: hits(path) for name, path in scanned.items()} == dict.fromkeys(scanned, 0)

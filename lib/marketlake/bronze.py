@@ -33,7 +33,9 @@ TAIL_FIELDS = [
     StructField("_rescued_data", StringType(), True),
     StructField("_raw_record", StringType(), True),
 ]
-PARTITION_COLUMN = "_landing_date"
+# Bronze tables are liquid-clustered by the landing date, not partitioned by it: a daily landing adds one small file
+# per table, and jobs/maintain.py's OPTIMIZE can merge a clustered table's days, never a partitioned one's.
+LANDING_DATE = "_landing_date"
 LANDING_DATE_PATTERN = r"/date=(\d{4}-\d{2}-\d{2})/"  # the landing date folder in a file's path
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _CORRUPT = "_ml_corrupt_record"

@@ -22,8 +22,8 @@ from pyspark.sql import functions as F
 
 from marketlake import fs
 from marketlake.bronze import (
+    LANDING_DATE,
     LANDING_DATE_PATTERN,
-    PARTITION_COLUMN,
     bronze_schema,
     check_csv_header,
     check_user_header,
@@ -119,7 +119,7 @@ def already_ingested(
     table = read_delta(spark, location, version).where(F.col("_source_file").isin([f.uri for f in files]))
     dates = {_landing_date_of(f.path) for f in files}
     if None not in dates:
-        table = table.where(F.col(PARTITION_COLUMN).isin(sorted(dates)))
+        table = table.where(F.col(LANDING_DATE).isin(sorted(dates)))
     return {(r[0], int(r[1])) for r in table.select("_source_file", "_source_size").distinct().collect()}
 
 
@@ -205,7 +205,12 @@ def ingest_files(
     if location is None:  # every bronze table exists once ingestion ran, even while it has no files yet
         comment = f"bronze: {spec.domain}.{spec.entity} as landed, one row per source line"
         location = create_table_if_missing(
-            spark, table, bronze_schema(spec), [PARTITION_COLUMN], comment, {CHANGE_FEED: "true"}
+            spark,
+            table,
+            bronze_schema(spec),
+            comment=comment,
+            properties={CHANGE_FEED: "true"},
+            cluster_by=[LANDING_DATE],
         )
         version = current_version(spark, location)
     if not new:

@@ -225,8 +225,8 @@ def zorder_columns(
     if not requested:
         return (), []
     if state.clustering_columns:
-        cols = ", ".join(state.clustering_columns)
-        return (), [f"{table}: clustered by {cols}; OPTIMIZE clusters by those, Z-order {list(requested)} ignored"]
+        log.info("%s: clustered by %s; OPTIMIZE clusters by those", table, ", ".join(state.clustering_columns))
+        return (), []
     names = {f.name.lower(): f.name for f in schema.fields}
     partitions = {c.lower() for c in state.partition_columns}
     with_stats = stats_columns(schema, state.partition_columns, state.properties)

@@ -40,6 +40,7 @@ def create_table_if_missing(
     partition_by: Sequence[str] = (),
     comment: str | None = None,
     properties: dict[str, str] | None = None,
+    cluster_by: Sequence[str] = (),
 ) -> str:
     """Create an empty Delta table with an explicit schema, unless it already exists; returns its location.
 
@@ -51,7 +52,7 @@ def create_table_if_missing(
     known = _LOCATIONS.get(key)
     if known and is_delta_table(spark, known) and table_exists(spark, name):
         return known
-    create_table(spark, name, schema, partition_by, comment, properties)
+    create_table(spark, name, schema, partition_by, comment, properties, cluster_by)
     _LOCATIONS[key] = table_location(spark, name)
     return _LOCATIONS[key]
 
@@ -66,11 +67,15 @@ def create_table(
     partition_by: Sequence[str] = (),
     comment: str | None = None,
     properties: dict[str, str] | None = None,
+    cluster_by: Sequence[str] = (),
 ) -> None:
-    """Create an empty Delta table with an explicit schema in the catalog, unless it already exists."""
+    """Create an empty Delta table with an explicit schema in the catalog, unless it already exists; partitioned
+    by partition_by or liquid-clustered by cluster_by (OPTIMIZE then lays its files out by those columns)."""
     builder = DeltaTable.createIfNotExists(spark).tableName(name).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
+    if cluster_by:
+        builder = builder.clusterBy(*cluster_by)
     if comment:
         builder = builder.comment(comment)
     for key, value in (properties or {}).items():

@@ -28,7 +28,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from marketlake.bronze import PARTITION_COLUMN, bronze_schema
+from marketlake.bronze import LANDING_DATE, bronze_schema
 from marketlake.config import CONF_DIR, load_settings
 from marketlake.maintain import TableRef, maintain_table, read_maintenance
 from marketlake.session import get_spark
@@ -73,7 +73,7 @@ def trades_day(spark: SparkSession, day: date) -> DataFrame:
     }
     meta: dict[str, Column] = {
         "_batch_id": F.lit(f"bench-{day.isoformat()}"),
-        PARTITION_COLUMN: F.lit(day),
+        LANDING_DATE: F.lit(day),
         "_source_file": F.lit(f"file:/landing/exchange/trades/date={day.isoformat()}/part-00000.jsonl"),
         "_source_size": F.lit(ROWS_PER_DAY * 220).cast("long"),
         "_line_no": (n + 1).cast("long"),
@@ -124,14 +124,14 @@ def build(spark: SparkSession, path: str, layout: str) -> None:
     days = [trades_day(spark, START + timedelta(days=offset)) for offset in range(DAYS)]
     if layout == "parts":  # each day's rows in four tasks, so four files per day
         parts = reduce(DataFrame.unionByName, [day.repartition(4) for day in days])
-        parts.write.format("delta").mode("append").partitionBy(PARTITION_COLUMN).save(path)
+        parts.write.format("delta").mode("append").partitionBy(LANDING_DATE).save(path)
         return
     if layout == "clustered":
         schema = bronze_schema(load_settings("local").sources["exchange"]["trades"])
-        DeltaTable.create(spark).location(path).addColumns(schema).clusterBy(PARTITION_COLUMN, "user_id").execute()
+        DeltaTable.create(spark).location(path).addColumns(schema).clusterBy(LANDING_DATE, "user_id").execute()
     for day in days:
         writer = day.coalesce(1).write.format("delta").mode("append")
-        (writer.partitionBy(PARTITION_COLUMN) if layout == "daily" else writer).save(path)
+        (writer.partitionBy(LANDING_DATE) if layout == "daily" else writer).save(path)
 
 
 # layout -> (live files before, after): OPTIMIZE compacts within a partition, never across two; clustering has none

@@ -5,16 +5,17 @@ How it works (an interval join, no union of the two sides and no window over the
    of the same key (the last row of a key stays valid for ever). Of several right rows with the same key and time
    only the last by `tiebreak` keeps a non-empty interval, so ties resolve the same way on every run.
 2. Each key's time axis is cut into buckets sized so that a bucket holds about `bucket_rows` right rows *of that
-   key*, and the buckets of all keys are numbered on one dense axis of slots; an interval is copied into every slot
-   it overlaps. A key with a huge share of the rows gets more, narrower buckets, so skew does not pile one key onto
-   one task or one hash-table entry, and the join key is a single long.
-3. Left rows look up their key's bucket layout (a small per-key table, broadcast), then join on the slot with a
-   range condition. Intervals of one key do not overlap, so every left row matches at most one right row; the join
-   is a left outer join, so rows without a match (unknown key, earlier than the key's first right row, outside the
-   tolerance, null time) are kept with nulls.
-A tolerance shortens the intervals before they are copied into slots, so it also cuts work. The right side is
-broadcast when Spark estimates it small enough (the left side then never moves); otherwise both sides are shuffled
-on the slot.
+   key*; an interval is copied into every bucket it overlaps. A key with a huge share of the rows gets more,
+   narrower buckets, so skew does not pile one key onto one task or one hash-table entry. Buckets are numbered per
+   key (the bucket's start divided by its width), so no step needs every key in one task.
+3. Left rows look up their key's bucket layout (a small per-key table, broadcast), then join on (key, bucket)
+   with a range condition. Intervals of one key do not overlap, so every left row matches at most one right row;
+   the join is a left outer join, so rows without a match (unknown key, earlier than the key's first right row,
+   outside the tolerance, null time) are kept with nulls.
+A tolerance shortens the intervals before they are copied into buckets, so it also cuts work. The bucketed
+intervals are broadcast when their estimated size (the right rows' columns that are copied, times the at most
+1 + 1/bucket_rows copies per row) is small enough, and the left side then never moves; otherwise both sides are
+shuffled on (key, bucket). The per-key layout (one row per key) is always broadcast.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("auto", "broadcast", "shuffle")
 _T, _NEXT, _TO, _SLOT = "_asof_t", "_asof_next", "_asof_to", "_asof_slot"
 _COUNT, _MIN, _MAX = "_asof_count", "_asof_min", "_asof_max"
-_WIDTH, _FIRST, _LAST, _BASE = "_asof_width", "_asof_first", "_asof_last", "_asof_base"
+_WIDTH, _FIRST, _LAST = "_asof_width", "_asof_first", "_asof_last"
 
 
 def _ticks(column: Column, data_type: DataType) -> Column:
@@ -98,8 +99,8 @@ def asof_join(
     tiebreak     right columns ordering rows with the same key and time; the last wins (default: every
                  sortable right column, so the choice never depends on the data's physical order)
     right_prefix prefix for the right columns added to the output (names must not collide with left's)
-    strategy     auto (broadcast the right side when Spark estimates it at most broadcast_bytes), broadcast or
-                 shuffle (both sides move; for a right side too large to copy to every task)
+    strategy     auto (broadcast the bucketed right side when its estimated size is at most broadcast_bytes),
+                 broadcast or shuffle (both sides move; for a right side too large to copy to every task)
     bucket_rows  right rows per key bucket: smaller means fewer candidate rows per left row, more copies
 
     Output: the left columns in their order, then every right column except the keys (right_time included).
@@ -131,19 +132,18 @@ def asof_join(
         _intervals(right, keys, right_time, right_type, list(tiebreak)), stats, keys, inclusive, tol
     )
     if strategy == "auto":
-        size = _estimated_bytes(right)
+        size = broadcast_size(right, keys, payload, bucket_rows)
         strategy = "broadcast" if size <= broadcast_bytes else "shuffle"
-        log.info("asof_join: right side ~%d bytes -> %s strategy", size, strategy)
+        log.info("asof_join: bucketed right side ~%d bytes -> %s strategy", size, strategy)
     if strategy == "broadcast":
         right_slots = F.broadcast(right_slots)
 
     lt = _ticks(F.col(f"`{left_time}`"), left_type)
     bucket = F.least(F.greatest(F.floor(lt / F.col(_WIDTH)), F.col(_FIRST)), F.col(_LAST))
-    slot = F.when(lt.isNotNull(), F.col(_BASE) + bucket - F.col(_FIRST))
-    probe = left.join(F.broadcast(stats), keys, "left").withColumn(_SLOT, slot).alias("l")
+    probe = left.join(F.broadcast(stats), keys, "left").withColumn(_SLOT, F.when(lt.isNotNull(), bucket)).alias("l")
     lt = _ticks(F.col(f"l.`{left_time}`"), left_type)
     start, end = F.col(f"r.{_T}"), F.col(f"r.{_TO}")
-    cond = [F.col(f"l.{_SLOT}") == F.col(f"r.{_SLOT}")]
+    cond = [F.col(f"l.`{k}`") == F.col(f"r.`{k}`") for k in keys] + [F.col(f"l.{_SLOT}") == F.col(f"r.{_SLOT}")]
     if inclusive:
         cond += [start <= lt, end.isNull() | (lt < end)]
     else:
@@ -175,8 +175,7 @@ def _key_buckets(
     right: DataFrame, keys: list[str], right_time: str, right_type: DataType, bucket_rows: int
 ) -> DataFrame:
     """Per key: bucket width (the key's time span shared out so that a bucket holds ~bucket_rows of its rows),
-    first and last bucket, and `_asof_base`, where the key's buckets start on one dense axis of slots shared by
-    all keys (so the join key is a single long)."""
+    and its first and last bucket (a bucket's number is its start divided by the width)."""
     counts = (
         right.where(_usable(keys, right_time))
         .withColumn(_T, _ticks(F.col(f"`{right_time}`"), right_type))
@@ -187,19 +186,13 @@ def _key_buckets(
         F.lit(1).cast("long"), F.ceil((F.col(_MAX) - F.col(_MIN) + 1) * bucket_rows / F.col(_COUNT)).cast("long")
     )
     first, last = F.floor(F.col(_MIN) / F.col(_WIDTH)), F.floor(F.col(_MAX) / F.col(_WIDTH))
-    slots = F.col(_LAST) - F.col(_FIRST) + 1
-    everything = Window.orderBy(*keys).rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    return (
-        counts.withColumn(_WIDTH, width)
-        .select(*keys, _WIDTH, first.alias(_FIRST), last.alias(_LAST))
-        .withColumn(_BASE, F.sum(slots).over(everything) - slots)
-    )
+    return counts.withColumn(_WIDTH, width).select(*keys, _WIDTH, first.alias(_FIRST), last.alias(_LAST))
 
 
 def _slotted_intervals(
     intervals: DataFrame, stats: DataFrame, keys: list[str], inclusive: bool, tol: int | None
 ) -> DataFrame:
-    """Each interval copied into every slot (bucket of its key) it overlaps, after the tolerance shortens it."""
+    """Each interval copied into every bucket of its key it overlaps, after the tolerance shortens it."""
     # The last tick a left row can have and still match this interval.
     last_tick = F.col(_NEXT) - 1 if inclusive else F.col(_NEXT)
     if tol is not None:
@@ -210,9 +203,9 @@ def _slotted_intervals(
     buckets = F.sequence(first_bucket, F.greatest(first_bucket, last_bucket))
     return (
         intervals.join(F.broadcast(stats), keys)
-        .withColumn(_SLOT, F.explode(F.transform(buckets, lambda b: F.col(_BASE) + b - F.col(_FIRST))))
+        .withColumn(_SLOT, F.explode(buckets))
         .withColumnRenamed(_NEXT, _TO)
-        .drop(*keys, _WIDTH, _FIRST, _LAST, _BASE)
+        .drop(_WIDTH, _FIRST, _LAST)
     )
 
 
@@ -221,6 +214,14 @@ def _usable(keys: list[str], time: str) -> Column:
     for k in keys:
         usable &= F.col(f"`{k}`").isNotNull()
     return usable
+
+
+def broadcast_size(right: DataFrame, keys: list[str], payload: list[str], bucket_rows: int) -> int:
+    """Estimated bytes of the bucketed intervals: the right rows' keys and payload plus three longs (start, end,
+    bucket) per copy, and at most 1 + 1/bucket_rows copies per row (a key's intervals do not overlap, so beyond
+    one copy each, a key adds one per bucket, and it has about rows / bucket_rows buckets)."""
+    columns = right.select(*[F.col(f"`{c}`") for c in [*keys, *payload]], *[F.lit(0).cast("long")] * 3)
+    return int(_estimated_bytes(columns) * (1 + 1 / bucket_rows))
 
 
 def _estimated_bytes(df: DataFrame) -> int:
