@@ -48,7 +48,7 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check lib jobs tests
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q
 
 lint: env
 	$(PY) -m ruff check lib jobs tests

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from tests.conftest import REPO
 from tests.test_pipeline import bronze_rows, bronze_tables, same_rows
 
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("pipeline")]
+pytestmark = pytest.mark.cluster
 SPARK_CLASS = Path(sys.executable).parent / "spark-class"
 
 

@@ -15,8 +15,6 @@ from pyspark.sql import functions as F
 
 from tests.conftest import JobRunners, delta_tables, run_job
 
-pytestmark = pytest.mark.xdist_group("pipeline")  # one worker builds and shares the pipeline's lakehouses
-
 
 @pytest.fixture(scope="module")
 def runs(pipeline_runs: dict[str, Path]) -> dict[str, Path]:

@@ -20,8 +20,6 @@ from marketlake.config import CONF_DIR
 from marketlake.gold.spec import load_gold
 from tests.conftest import JobRunners, WarmJobs, delta_tables, run_job
 
-pytestmark = pytest.mark.xdist_group("pipeline")  # one worker builds and shares the pipeline's lakehouses
-
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PHONE = r"\+\d{1,3}-\d{3}-\d{3}-\d{4}"
 
