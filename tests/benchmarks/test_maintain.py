@@ -3,9 +3,10 @@ before and after jobs/maintain.py's OPTIMIZE + VACUUM.
 
 bronze.exchange_trades rows (the bronze schema, contract columns as strings, the raw JSON line) for 60 landing days,
 in three layouts, one test each (`-k clustered` runs one), in one warm session:
-  daily     partitioned by _landing_date, one file per day: what bronze_ingest writes for a daily landing
+  daily     partitioned by _landing_date, one file per day: what bronze_ingest wrote for a daily landing before bronze
+            was clustered
   parts     partitioned by _landing_date, four files per day: a day landed in several parts (max_lines_per_file)
-  clustered one file per day in an unpartitioned table liquid-clustered by (_landing_date, user_id)
+  clustered one file per day in an unpartitioned table liquid-clustered by _landing_date: what bronze_ingest writes
 The point query is `WHERE user_id = <one user>` (count and checksum), median of 5 after a warm-up. Each layout
 prints a JSON line and appends it to lakehouse/bench/maintain.jsonl; fails when maintenance changes a row or a
 query's answer, leaves other file counts than expected, or a second run commits anything.
@@ -128,7 +129,7 @@ def build(spark: SparkSession, path: str, layout: str) -> None:
         return
     if layout == "clustered":
         schema = bronze_schema(load_settings("local").sources["exchange"]["trades"])
-        DeltaTable.create(spark).location(path).addColumns(schema).clusterBy(LANDING_DATE, "user_id").execute()
+        DeltaTable.create(spark).location(path).addColumns(schema).clusterBy(LANDING_DATE).execute()
     for day in days:
         writer = day.coalesce(1).write.format("delta").mode("append")
         (writer.partitionBy(LANDING_DATE) if layout == "daily" else writer).save(path)
