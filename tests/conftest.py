@@ -177,13 +177,16 @@ class JobRunners:
         if runner is not None:
             runner.close()
 
+    def release_all(self) -> None:
+        for lakehouse in list(self._runners):
+            self.release(lakehouse)
+
 
 @pytest.fixture(scope="session")
 def warm_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobRunners]:
     runners = JobRunners(tmp_path_factory)
     yield runners
-    for lakehouse in list(runners._runners):
-        runners.release(lakehouse)
+    runners.release_all()
 
 
 GEN_ARGS = ("--scale", "0.1", "--days", "4", "--seed", "7", "--start", "2026-03-01")
