@@ -32,7 +32,7 @@ log = logging.getLogger("marketlake.maintain")
 
 def main(args: argparse.Namespace) -> int:
     settings = load_settings(args.conf_env)
-    conf = read_maintenance(settings.conf_dir, settings.env)
+    conf = read_maintenance(settings)
     retention = check_retention(conf.retention_hours if args.retention_hours is None else args.retention_hours)
     if args.layer == "all":
         layers = settings.databases

@@ -301,9 +301,9 @@ def test_zorder_columns_skip_what_the_table_cannot_use() -> None:
 
 
 def test_maintenance_conf_names_real_tables_and_columns() -> None:
-    conf = read_maintenance(CONF_DIR, "local")
-    assert conf.retention_hours == 168
     settings = load_settings("local", CONF_DIR)
+    conf = read_maintenance(settings)
+    assert conf.retention_hours == 168
     declared: dict[str, set[str]] = {}  # a table name's columns in every layer that declares them (PII left out)
 
     def declare(table: str, columns: set[str]) -> None:

@@ -66,6 +66,7 @@ class Settings:
     bronze: Mapping[str, Any]
     silver: Mapping[str, Any]
     privacy: Mapping[str, Any]
+    maintenance: Mapping[str, Any]
     sources: Mapping[str, Mapping[str, SourceSpec]] = field(repr=False)
     conf_dir: Path = CONF_DIR
     overlays: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
@@ -200,6 +201,7 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
             bronze=_freeze(raw.get("bronze", {})),
             silver=_freeze(raw.get("silver", {})),
             privacy=_freeze(raw.get("privacy", {})),
+            maintenance=_freeze(raw.get("maintenance") or {}),
             sources=MappingProxyType(sources),
             conf_dir=conf_dir,
             overlays=_freeze(dict(overlays)),

@@ -16,18 +16,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import yaml
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StructType
 
 from marketlake import fs
-from marketlake.config import deep_merge
+from marketlake.config import Settings
 from marketlake.errors import ConfigError, InputError
 from marketlake.tables import current_version, is_delta_table, read_delta
 
@@ -62,13 +60,9 @@ def parse_maintenance(raw: Mapping[str, Any]) -> MaintenanceConf:
     return MaintenanceConf(float(hours), {str(t): tuple(cols) for t, cols in zorder.items()})
 
 
-def read_maintenance(conf_dir: Path, env: str) -> MaintenanceConf:
-    """The maintenance section of conf/base.yaml with conf/<env>.yaml merged over it (Settings does not carry it;
-    load_settings has already checked that both files exist and parse)."""
-    merged: dict[str, Any] = {}
-    for name in ("base", env):
-        merged = deep_merge(merged, yaml.safe_load((conf_dir / f"{name}.yaml").read_text()) or {})
-    section = merged.get("maintenance") or {}
+def read_maintenance(settings: Settings) -> MaintenanceConf:
+    """The maintenance section of conf/base.yaml with conf/<env>.yaml merged over it, as load_settings merged it."""
+    section = settings.maintenance
     if not isinstance(section, Mapping):
         raise ConfigError("maintenance in conf/base.yaml must be a mapping")
     return parse_maintenance(section)

@@ -141,7 +141,7 @@ EXPECTED_FILES = {"daily": (DAYS, DAYS), "parts": (4 * DAYS, DAYS), "clustered":
 
 @pytest.mark.parametrize("layout", list(EXPECTED_FILES))
 def test_maintain_60_day_bronze(spark: SparkSession, tmp_path: Path, layout: str) -> None:
-    zorder = read_maintenance(CONF_DIR, "local").zorder.get("exchange_trades", ())
+    zorder = read_maintenance(load_settings("local", CONF_DIR)).zorder.get("exchange_trades", ())
     ref = TableRef("bronze", f"exchange_trades_{layout}", str(tmp_path / layout))
     t0 = time.perf_counter()
     build(spark, ref.path, layout)
