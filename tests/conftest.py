@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -13,9 +14,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 
-from marketlake.config import Settings, load_settings
+from marketlake.config import CONF_DIR, Settings, load_settings
 from marketlake.session import get_spark
 from marketlake.tables import ensure_databases
 
@@ -29,6 +31,22 @@ TEST_CONF = {
     "spark.sql.adaptive.enabled": "false",
     "spark.driver.memory": "2g",
 }
+# What the job processes the suite starts add to conf/local.yaml: like TEST_CONF, few tasks for tiny tables.
+JOB_SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.databricks.delta.snapshotPartitions": "1"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def job_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of conf/ whose local.yaml carries JOB_SPARK_CONF, named by MARKETLAKE_CONF_DIR for every process the
+    suite starts (a test that needs conf of its own sets MARKETLAKE_CONF_DIR itself). The settings stay the same
+    except for task counts, so the jobs compute the same tables."""
+    conf = tmp_path_factory.mktemp("conf") / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    local = yaml.safe_load((conf / "local.yaml").read_text())
+    local.setdefault("spark", {}).setdefault("conf", {}).update(JOB_SPARK_CONF)
+    (conf / "local.yaml").write_text(yaml.safe_dump(local))
+    os.environ["MARKETLAKE_CONF_DIR"] = str(conf)
+    return conf
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ re-runs change nothing, no raw PII in silver or gold, and a late parent releases
 
 The tests share one lakehouse and run in file order (the late parent ingests more bronze after the re-runs; gold
 is built last); the bronze tests that compare it with its twin run in an earlier module. Jobs run in the
-lakehouse's warm job process, the query that reads gold by name in a new one.
+lakehouse's warm job process, the query that reads bronze and gold by name in a new one.
 """
 
 from __future__ import annotations
@@ -129,19 +129,28 @@ def test_a_late_parent_releases_the_rows_waiting_for_it(
     assert run is not None and run["retried"] >= 1 and run["balanced"]
 
 
-def test_gold_builds_every_table_and_query_reads_each_by_name(lh: Path, jobs: WarmJobs, warm_jobs: JobRunners) -> None:
-    """The demo's gold step on this lakehouse, then every gold table read by name from a new process."""
+def test_gold_builds_every_table_and_a_new_session_reads_bronze_and_gold_by_name(
+    spark: SparkSession, lh: Path, jobs: WarmJobs, warm_jobs: JobRunners
+) -> None:
+    """The demo's gold step on this lakehouse, then every bronze and gold table read by name from a new process
+    (the catalog persists across sessions): bronze with the counts of its files, gold with a row or more."""
     env = {"MARKETLAKE_LAKEHOUSE": str(lh)}
     build = jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04")
     names = [s.name for s in load_gold(CONF_DIR).tables.values()]
     assert all(f"gold.{n}" in build.stdout for n in names), build.stdout
     warm_jobs.release(lh)  # the new process opens the catalog the warm one holds
-    union = " UNION ALL ".join(f"SELECT '{n}' AS table_name, count(*) AS n FROM gold.{n}" for n in names)
+    bronze = delta_tables(lh, "bronze")
+    assert len(bronze) == 15
+    tables = [f"bronze.{t}" for t in bronze] + [f"gold.{n}" for n in names]
+    union = " UNION ALL ".join(f"SELECT '{t}' AS table_name, count(*) AS n FROM {t}" for t in tables)
     out = run_job("query.py", "--format", "json", union, env=env)
     rows = {r["table_name"]: r["n"] for r in map(json.loads, out.stdout.splitlines())}
-    assert set(rows) == set(names)
-    empty = {n for n, count in rows.items() if count == 0}
-    assert empty <= {"exchange_compliance_flags"}, rows  # flags may be absent at this small scale
+    assert set(rows) == set(tables)
+    assert {f"bronze.{t}": rows[f"bronze.{t}"] for t in bronze} == {
+        f"bronze.{t}": read(spark, path).count() for t, path in bronze.items()
+    }
+    empty = {t for t, count in rows.items() if count == 0}
+    assert empty <= {"gold.exchange_compliance_flags"}, rows  # flags may be absent at this small scale
 
 
 def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:
