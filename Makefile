@@ -13,7 +13,7 @@ DEMO_START ?= 2026-01-01
 DEMO_SEED ?= 42
 DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
 
-.PHONY: setup env jars demo test lint bench maintain clean
+.PHONY: setup env jars demo test lint bench maintain serve clean
 
 setup: env jars
 
@@ -60,6 +60,10 @@ bench: setup
 # Compact and vacuum every Delta table of the lakehouse (MAINTAIN_ARGS e.g. "--dry-run" or "--layer bronze").
 maintain: setup
 	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/maintain.py $(MAINTAIN_ARGS)
+
+# The SQL endpoint for BI tools over ./lakehouse (SERVE_ARGS e.g. "--port 10001"); Ctrl-C stops it.
+serve: setup
+	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/serve.py $(SERVE_ARGS)
 
 clean:
 	rm -rf lakehouse .pytest_cache spark-warehouse metastore_db derby.log

@@ -6,8 +6,10 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,6 +95,24 @@ def run_job(job: str, *args: str, env: dict[str, str] | None = None, check: bool
     if check and result.returncode != 0:
         raise AssertionError(f"{job} {args} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:
+    """Until `text` appears in a process's log; fails with the log's end if the process ends or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"'{text}' not seen in {log}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def load_job(job: str) -> ModuleType:

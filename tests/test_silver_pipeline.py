@@ -9,16 +9,23 @@ lakehouse's warm job process, the query that reads bronze and gold by name in a 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from pyhive import hive
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from TCLIService import ttypes
 
-from marketlake.config import CONF_DIR
+from marketlake.config import CONF_DIR, load_settings
 from marketlake.gold.spec import load_gold
-from tests.conftest import JobRunners, WarmJobs, delta_tables, run_job
+from marketlake.session import SERVING_FILE, check_catalog_free
+from tests.conftest import REPO, JobRunners, WarmJobs, delta_tables, free_port, run_job, wait_for
 
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PHONE = r"\+\d{1,3}-\d{3}-\d{3}-\d{4}"
@@ -149,8 +156,61 @@ def test_gold_builds_every_table_and_a_new_session_reads_bronze_and_gold_by_name
     assert {f"bronze.{t}": rows[f"bronze.{t}"] for t in bronze} == {
         f"bronze.{t}": read(spark, path).count() for t, path in bronze.items()
     }
-    empty = {t for t, count in rows.items() if count == 0}
-    assert empty <= {"gold.exchange_compliance_flags"}, rows  # flags may be absent at this small scale
+    empty = {n for n in names if rows[f"gold.{n}"] == 0}
+    assert empty <= {"exchange_compliance_flags"}, rows  # flags may be absent at this small scale
+
+
+def metadata_columns(conn: hive.Connection, schema: str, table: str) -> list[str]:
+    """A table's columns as a BI tool's navigator asks for them: the protocol's GetColumns call, not SQL."""
+    cursor = conn.cursor()
+    cursor._reset_state()
+    cursor._state = cursor._STATE_RUNNING
+    request = ttypes.TGetColumnsReq(sessionHandle=conn.sessionHandle, schemaName=schema, tableName=table)
+    cursor._operationHandle = conn.client.GetColumns(request).operationHandle
+    return [row[3] for row in cursor.fetchall()]  # COLUMN_NAME
+
+
+def test_the_sql_endpoint_serves_gold_by_name_and_a_job_meanwhile_gets_one_line(
+    spark: SparkSession, lh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jobs/serve.py over this lakehouse, met as a BI tool meets it (a HiveServer2 client on 127.0.0.1): gold's
+    tables listed with their real columns and a GROUP BY by name answered; meanwhile a job on the same lakehouse
+    stops at once with one line naming the endpoint; SIGTERM stops the endpoint and frees the catalog."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "MARKETLAKE_LAKEHOUSE": str(lh)}
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, str(REPO / "jobs" / "serve.py"), "--port", str(port)],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(log, f"jdbc:hive2://127.0.0.1:{port}/default;auth=noSasl", server, seconds=240)
+        busy = run_job("summary.py", env={"MARKETLAKE_LAKEHOUSE": str(lh)}, check=False)
+        assert busy.returncode == 2, busy.stderr[-2000:]
+        message = busy.stderr.strip().splitlines()[-1]
+        assert (
+            message.startswith("error: the catalog of") and f"SQL endpoint (jobs/serve.py, pid {server.pid})" in message
+        )
+        with closing(hive.connect(host="127.0.0.1", port=port, auth="NOSASL")) as conn:
+            cursor = conn.cursor()
+            cursor.execute("SHOW TABLES IN gold")
+            listed = {row[1] for row in cursor.fetchall()}
+            cursor.execute("SELECT segment, count(*) AS users FROM gold.exchange_rfm GROUP BY segment ORDER BY segment")
+            answered = cursor.fetchall()
+            columns = metadata_columns(conn, "gold", "exchange_rfm")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=120)
+    assert code == 0, log.read_text()[-3000:]
+    assert listed == set(delta_tables(lh, "gold"))
+    rfm = read(spark, str(lh / "gold" / "exchange_rfm"))
+    assert columns == rfm.columns
+    expected = rfm.groupBy("segment").count().orderBy("segment").collect()
+    assert answered == [(r["segment"], r["count"]) for r in expected] and answered
+    monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", str(lh))
+    settings = load_settings("local")
+    assert not (settings.metastore_dir / SERVING_FILE).exists()
+    check_catalog_free(settings)  # Derby's lock went with the endpoint
 
 
 def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:

@@ -11,3 +11,7 @@ class ConfigError(MarketlakeError):
 
 class InputError(MarketlakeError):
     """A job argument or input file is invalid (bad date range, unknown domain, unreadable export)."""
+
+
+class CatalogBusy(MarketlakeError):
+    """Another process holds the lakehouse's embedded metastore."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import sys
@@ -9,10 +11,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from marketlake.config import CONF_DIR, Settings
-from marketlake.errors import ConfigError
+from marketlake.errors import CatalogBusy, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +49,14 @@ def session_conf(settings: Settings) -> dict[str, str]:
     root = settings.lakehouse_root
     metastore = settings.metastore_dir
     java_opts = f"-Dderby.system.home={metastore} -Dlog4j.configurationFile=file:{LOG4J_CONF} -Duser.timezone=UTC"
-    return {
+    conf = {
         **settings.spark.conf,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.warehouse.dir": str(settings.warehouse_dir),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": (
-            f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true"
-        ),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": derby_url(settings),
         "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
         "spark.hadoop.hive.metastore.schema.verification": "false",
         "spark.driver.extraJavaOptions": java_opts,
@@ -63,6 +64,69 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.executorEnv.TZ": "UTC",
         "spark.marketlake.root": str(root),
     }
+    # a metastore database of the user's (conf/<env>.yaml) replaces the embedded one
+    return {**conf, **{k: v for k, v in settings.spark.conf.items() if k.startswith("spark.hadoop.javax.jdo.")}}
+
+
+def derby_url(settings: Settings) -> str:
+    """The embedded Derby metastore under the lakehouse root."""
+    return f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
+
+
+SERVING_FILE = "serving.json"
+
+
+def check_catalog_free(settings: Settings, wait_seconds: float = 20) -> None:
+    """Fail with one clear line, before a JVM starts, when another process holds this lakehouse's embedded Derby
+    metastore (Derby admits one JVM at a time; a second one would fail deep in the Hive client). Derby keeps an
+    exclusive lock on dbex.lck while the database is booted, released when that process ends, so a lock file
+    left by a killed process does not count. A job that just ended may still be stopping its JVM, so a held lock
+    is given `wait_seconds` to clear, unless the SQL endpoint holds it."""
+    if session_conf(settings)["spark.hadoop.javax.jdo.option.ConnectionURL"] != derby_url(settings):
+        return  # a shared metastore database: any number of processes
+    lock = settings.metastore_dir / "metastore_db" / "dbex.lck"
+    deadline = time.monotonic() + wait_seconds
+    while not _lock_free(lock):
+        endpoint = _serving(settings)
+        if endpoint or time.monotonic() >= deadline:
+            raise CatalogBusy(_busy_message(settings, endpoint))
+        time.sleep(0.25)
+
+
+def _lock_free(lock: Path) -> bool:
+    if not lock.exists():
+        return True
+    with lock.open("rb+") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    return True
+
+
+def _serving(settings: Settings) -> dict | None:
+    """The running SQL endpoint's pid and URL (from the file jobs/serve.py keeps while it runs), or None."""
+    try:
+        endpoint = json.loads((settings.metastore_dir / SERVING_FILE).read_text())
+        os.kill(int(endpoint["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(endpoint)
+
+
+def _busy_message(settings: Settings, endpoint: dict | None) -> str:
+    where = f"the catalog of {settings.lakehouse_root} is open in another Spark process"
+    if endpoint:
+        return (
+            f"{where}: the SQL endpoint (jobs/serve.py, pid {endpoint['pid']}) at {endpoint['url']}; query "
+            "through it, or stop it (Ctrl-C, or kill the pid) before running a job"
+        )
+    return (
+        f"{where} (another job, or the SQL endpoint); wait for it to finish, or give this run a lakehouse of its "
+        "own (MARKETLAKE_LAKEHOUSE), or point spark.hadoop.javax.jdo.option.ConnectionURL at a shared metastore "
+        "database in conf/<env>.yaml"
+    )
 
 
 def get_spark(
@@ -77,6 +141,8 @@ def get_spark(
     spark-submit the submitted master and jars are kept.
     """
     pin_utc()
+    if SparkContext._active_spark_context is None:  # a new JVM, or spark-submit's before it opened the catalog
+        check_catalog_free(settings)
     settings.metastore_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name or settings.spark.app_name)
     conf = session_conf(settings)

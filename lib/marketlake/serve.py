@@ -1,0 +1,103 @@
+"""The SQL endpoint for BI tools: Spark's Thrift server (the HiveServer2 protocol that JDBC/ODBC drivers, Power BI,
+Tableau and DBeaver speak) over the lakehouse's catalog, inside a session made like every job's (Delta's extension
+and catalog, the persistent metastore, UTC), bound to one address."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
+
+from marketlake.errors import InputError
+
+log = logging.getLogger(__name__)
+
+THRIFT_SERVER = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The JDBC URL a BI tool connects to (Hive JDBC driver; no SASL, as nothing but this host can reach it)."""
+        return f"jdbc:hive2://{self.host}:{self.port}/default;auth=noSasl"
+
+    def conf(self) -> dict[str, str]:
+        """What the Thrift server reads from the session's Hadoop configuration."""
+        return {
+            "spark.hadoop.hive.server2.thrift.bind.host": self.host,
+            "spark.hadoop.hive.server2.thrift.port": str(self.port),
+            "spark.hadoop.hive.server2.transport.mode": "binary",
+            "spark.hadoop.hive.server2.authentication": "NOSASL",
+        }
+
+
+def check_port_free(endpoint: Endpoint) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((endpoint.host, endpoint.port))
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {endpoint.host}:{endpoint.port} ({exc.strerror}); is an endpoint already "
+                "running? choose another with --port"
+            ) from None
+
+
+def wait_listening(endpoint: Endpoint, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((endpoint.host, endpoint.port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the Thrift server did not listen on {endpoint.host}:{endpoint.port} in {seconds:.0f} s")
+
+
+def sync_catalog_schemas(spark: SparkSession, databases: Sequence[str]) -> list[str]:
+    """Write each Delta table's schema into the metastore where the metastore's copy differs, so that a client
+    asking the protocol for a table's columns (GetColumns: a BI tool's navigator) sees them. Delta keeps the schema
+    in its log; tables created before spark.databricks.delta.catalog.update.enabled was on (conf/base.yaml) hold an
+    empty one in the metastore, and that setting updates the copy after a commit in the background. Returns the
+    tables updated."""
+    external = spark._jsparkSession.sharedState().externalCatalog()
+    updated = []
+    for database in databases:
+        if not spark.catalog.databaseExists(database):
+            continue
+        for table in spark.catalog.listTables(database):
+            stored = external.getTable(database, table.name)
+            if table.isTemporary or stored.provider().getOrElse(None) != "delta":
+                continue
+            schema = spark.table(f"{database}.{table.name}").schema
+            if StructType.fromJson(json.loads(stored.schema().json())) != schema:
+                external.alterTableDataSchema(database, table.name, spark._jsparkSession.parseDataType(schema.json()))
+                updated.append(f"{database}.{table.name}")
+    return updated
+
+
+class Server:
+    """A started Thrift server; stop() ends it and removes the marker other processes read (serving.json)."""
+
+    def __init__(self, spark: SparkSession, endpoint: Endpoint, marker: Path) -> None:
+        self.spark, self.endpoint, self.marker = spark, endpoint, marker
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        server_class = getattr(jvm, THRIFT_SERVER)
+        self._server = server_class.startWithSparkSession(spark._jsparkSession, False)
+        wait_listening(endpoint)
+        marker.write_text(json.dumps({"pid": os.getpid(), "url": endpoint.url}))
+
+    def stop(self) -> None:
+        self.marker.unlink(missing_ok=True)
+        self._server.stop()
