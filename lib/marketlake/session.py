@@ -8,16 +8,21 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-from pyspark.sql import SparkSession
+from typing import TYPE_CHECKING
 
 from marketlake.config import CONF_DIR, Settings
 from marketlake.errors import ConfigError
+
+if TYPE_CHECKING:  # pyspark is imported when a session starts, so Spark-free paths (query.py --engine duckdb) skip it
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
 JARS_DIR = Path(os.environ.get("MARKETLAKE_JARS_DIR", CONF_DIR.parent / ".jars"))
 LOG4J_CONF = CONF_DIR / "log4j2.properties"
+# Every session get_spark handed out since the job runner (marketlake.cli.run) last took them: the runner refreshes
+# the catalogue manifest of the lakehouse a job opened when the job ends.
+_HANDED_OUT: list[SparkSession] = []
 
 
 def pin_utc() -> None:
@@ -76,6 +81,8 @@ def get_spark(
     The master comes from the argument, else the config (MARKETLAKE_SPARK_MASTER overrides it); under
     spark-submit the submitted master and jars are kept.
     """
+    from pyspark.sql import SparkSession
+
     pin_utc()
     settings.metastore_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name or settings.spark.app_name)
@@ -91,4 +98,12 @@ def get_spark(
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.debug("spark %s session on %s", spark.version, spark.sparkContext.master)
+    _HANDED_OUT.append(spark)
     return spark
+
+
+def take_handed_out() -> list[SparkSession]:
+    """The sessions get_spark returned since the last call (the same session once however often it was returned)."""
+    taken = list({id(s): s for s in _HANDED_OUT}.values())
+    _HANDED_OUT.clear()
+    return taken
