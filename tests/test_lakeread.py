@@ -51,12 +51,12 @@ def delta_log_actions(location: str) -> list[dict]:
 
 
 def test_table_information_lines_parse_into_fields() -> None:
-    text = (
-        "Database: gold\nTable: t\nType: MANAGED\nProvider: delta\nLocation: file:/lh/gold/t\nSchema: root\n |-- a: int"
-    )
+    text = "CatalogTable(\nDatabase: gold\nTable: t\nComment: a: b\nType: MANAGED\nProvider: delta\n"
+    text += "Location: file:/lh/gold/t\nSchema: root\n |-- a: int)"
     assert parse_table_information(text) == {
         "Database": "gold",
         "Table": "t",
+        "Comment": "a: b",
         "Type": "MANAGED",
         "Provider": "delta",
         "Location": "file:/lh/gold/t",

@@ -87,9 +87,10 @@ def location_of(uri: str) -> str:
 
 
 def parse_table_information(text: str) -> dict[str, str]:
-    """The `Key: value` lines of SHOW TABLE EXTENDED's information column (Location, Provider, Type, ...)."""
+    """The `Key: value` lines Spark describes a catalog table with (CatalogTable's text, which SHOW TABLE EXTENDED
+    prints too): Database, Table, Type, Provider, Location, ..."""
     fields: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.removeprefix("CatalogTable(").removesuffix(")").splitlines():
         key, sep, value = line.partition(": ")
         if sep and key and not key.startswith(" ") and key not in fields:
             fields[key] = value.strip()
@@ -97,24 +98,32 @@ def parse_table_information(text: str) -> dict[str, str]:
 
 
 def list_catalogue(spark: SparkSession) -> list[CatalogueEntry]:
-    """Every persistent table and view the session's metastore lists, in every database: one SHOW TABLE EXTENDED
-    per database (it fetches the tables' metadata in one metastore call; the Catalog API's listTables costs about ten
-    times as much). Temporary views are the session's own, not the catalogue's, and are left out."""
+    """Every persistent table and view the session's metastore holds, in every database (temporary views are the
+    session's own, not the catalogue's).
+
+    Asks Spark's external catalog for each database's tables in one batched metastore call (getTablesByName), through
+    the JVM: SHOW TABLE EXTENDED, the public road, fetches them one metastore call per table, which costs twice as
+    much (0.5-0.75 s against 0.3-0.4 s for the 53 tables of the tests' lakehouse), and every job pays it."""
+    external = spark._jsparkSession.sharedState().externalCatalog()
     entries = []
-    for (database,) in spark.sql("SHOW DATABASES").collect():
-        for row in spark.sql(f"SHOW TABLE EXTENDED IN `{database}` LIKE '*'").collect():
-            if row["isTemporary"]:
-                continue
-            info = parse_table_information(row["information"])
+    for database in sorted(str(external.listDatabases().mkString("\n")).split("\n")):
+        names = external.listTables(database)
+        if names.isEmpty():
+            continue
+        for text in str(external.getTablesByName(database, names).mkString(_SEPARATOR)).split(_SEPARATOR):
+            info = parse_table_information(text)
             entries.append(
                 CatalogueEntry(
-                    name=f"{database}.{row['tableName']}".lower(),
+                    name=f"{database}.{info['Table']}".lower(),
                     location=location_of(info.get("Location", "")),
                     provider=info.get("Provider", "").lower(),
                     kind=info.get("Type", ""),
                 )
             )
     return sorted(entries, key=lambda e: e.name)
+
+
+_SEPARATOR = "\u0000"  # between two tables' texts; no table text holds it
 
 
 def write_catalogue(root: Path, entries: list[CatalogueEntry]) -> Path:

@@ -7,7 +7,6 @@ Nothing here imports pyspark: starting Python, DuckDB and delta-rs takes well un
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +22,6 @@ from marketlake.errors import InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-log = logging.getLogger(__name__)
 
 _LITERALS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _QUALIFIED = re.compile(r'(?<![\w."])"?(\w+)"?\."?(\w+)"?')  # name.name, either part maybe double-quoted
