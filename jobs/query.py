@@ -1,6 +1,6 @@
 """Run SQL statements against the marketlake catalog and print each result: through Spark (the default), or through
-DuckDB over the Delta tables read by delta-rs (--engine duckdb: no JVM, answers in about a second; DuckDB's SQL
-dialect; table names resolve through the catalogue manifest the jobs keep)."""
+DuckDB over the Delta tables read by delta-rs (--engine duckdb: no JVM, an answer in about half a second; DuckDB's
+SQL dialect; table names resolve through the catalogue manifest the jobs keep)."""
 
 from __future__ import annotations
 

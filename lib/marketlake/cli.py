@@ -12,7 +12,7 @@ from datetime import date
 from marketlake.catalogue import refresh_catalogue
 from marketlake.config import parse_date
 from marketlake.errors import InputError, MarketlakeError
-from marketlake.session import pin_utc, take_handed_out
+from marketlake.runtime import pin_utc, take_handed_out
 
 log = logging.getLogger("marketlake")
 

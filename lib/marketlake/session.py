@@ -5,32 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from pyspark.sql import SparkSession
 
 from marketlake.config import CONF_DIR, Settings
 from marketlake.errors import ConfigError
-
-if TYPE_CHECKING:  # pyspark is imported when a session starts, so Spark-free paths (query.py --engine duckdb) skip it
-    from pyspark.sql import SparkSession
+from marketlake.runtime import hand_out, pin_utc
 
 log = logging.getLogger(__name__)
 
 JARS_DIR = Path(os.environ.get("MARKETLAKE_JARS_DIR", CONF_DIR.parent / ".jars"))
 LOG4J_CONF = CONF_DIR / "log4j2.properties"
-# Every session get_spark handed out since the job runner (marketlake.cli.run) last took them: the runner refreshes
-# the catalogue manifest of the lakehouse a job opened when the job ends.
-_HANDED_OUT: list[SparkSession] = []
-
-
-def pin_utc() -> None:
-    """Make this process (and the JVM it starts) live in UTC: PySpark turns a naive datetime into a timestamp, and
-    a collected timestamp back into a datetime, with the Python process's local zone, whatever
-    spark.sql.session.timeZone says. Called before any session starts."""
-    os.environ["TZ"] = "UTC"
-    time.tzset()
 
 
 def delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
@@ -81,8 +68,6 @@ def get_spark(
     The master comes from the argument, else the config (MARKETLAKE_SPARK_MASTER overrides it); under
     spark-submit the submitted master and jars are kept.
     """
-    from pyspark.sql import SparkSession
-
     pin_utc()
     settings.metastore_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name or settings.spark.app_name)
@@ -98,12 +83,5 @@ def get_spark(
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.debug("spark %s session on %s", spark.version, spark.sparkContext.master)
-    _HANDED_OUT.append(spark)
+    hand_out(spark)
     return spark
-
-
-def take_handed_out() -> list[SparkSession]:
-    """The sessions get_spark returned since the last call (the same session once however often it was returned)."""
-    taken = list({id(s): s for s in _HANDED_OUT}.values())
-    _HANDED_OUT.clear()
-    return taken
