@@ -40,7 +40,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         log.info("stopping the SQL endpoint")
         server.stop()
-        spark.stop()
     return 0
 
 

@@ -3,7 +3,9 @@ re-runs change nothing, no raw PII in silver or gold, and a late parent releases
 
 The tests share one lakehouse and run in file order (the late parent ingests more bronze after the re-runs; gold
 is built last); the bronze tests that compare it with its twin run in an earlier module. Jobs run in the
-lakehouse's warm job process, the query that reads bronze and gold by name in a new one.
+lakehouse's warm job process, the query that reads bronze and gold by name in a new one. Then every table is read
+without Spark (delta-rs, DuckDB, pandas) through the catalogue manifest those jobs left, and compared with Spark's
+read; last, the SQL endpoint serves the lakehouse to a HiveServer2 client.
 """
 
 from __future__ import annotations
@@ -13,22 +15,32 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from deltalake import DeltaTable
 from pyhive import hive
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from TCLIService import ttypes
 
+from marketlake.catalogue import read_catalogue
 from marketlake.config import CONF_DIR, load_settings
+from marketlake.formatting import format_rows
 from marketlake.gold.spec import load_gold
+from marketlake.lakeread import LakeSQL
+from marketlake.report import collect_rows
 from marketlake.session import SERVING_FILE, check_catalog_free
+from tests import canonical
 from tests.conftest import REPO, JobRunners, WarmJobs, delta_tables, free_port, run_job, wait_for
 
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PHONE = r"\+\d{1,3}-\d{3}-\d{3}-\d{4}"
+LAYERS = ("bronze", "silver", "gold", "ops", "quarantine")
 
 
 def read(spark: SparkSession, path: str) -> DataFrame:
@@ -136,28 +148,125 @@ def test_a_late_parent_releases_the_rows_waiting_for_it(
     assert run is not None and run["retried"] >= 1 and run["balanced"]
 
 
+@dataclass(frozen=True)
+class GoldByName:
+    build: str  # gold_build.py's stdout
+    counts: dict[str, int]  # gold table -> rows, counted by name in a new process
+    bronze: dict[str, int]  # bronze table -> rows, counted by name in that process
+    catalog: set[str]  # every table that process's catalog lists, as database.table
+
+
+@pytest.fixture(scope="module")
+def gold(lh: Path, jobs: WarmJobs, warm_jobs: JobRunners) -> GoldByName:
+    """The demo's gold step on this lakehouse, then, from a new process, every bronze and gold table counted by name
+    and every table the catalog lists (that process, like every job, leaves the catalogue manifest behind when it
+    ends)."""
+    build = jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04")
+    names = [f"gold.{s.name}" for s in load_gold(CONF_DIR).tables.values()]
+    names += [f"bronze.{t}" for t in delta_tables(lh, "bronze")]
+    warm_jobs.release(lh)  # the new process opens the catalog the warm one holds
+    union = " UNION ALL ".join(f"SELECT '{n}' AS table_name, count(*) AS n FROM {n}" for n in names)
+    listings = [f"SHOW TABLES IN {db}" for db in (*LAYERS, "default")]
+    out = run_job("query.py", "--format", "json", union, "SHOW DATABASES", *listings, env=env_of(lh))
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line]  # a result without rows prints ""
+    assert {r["namespace"] for r in rows if set(r) == {"namespace"}} == {*LAYERS, "default"}  # no database unlisted
+    counts = {r["table_name"]: r["n"] for r in rows if "table_name" in r}
+    return GoldByName(
+        build=build.stdout,
+        counts={n.removeprefix("gold."): c for n, c in counts.items() if n.startswith("gold.")},
+        bronze={n.removeprefix("bronze."): c for n, c in counts.items() if n.startswith("bronze.")},
+        catalog={f"{r['namespace']}.{r['tableName']}" for r in rows if "tableName" in r and not r["isTemporary"]},
+    )
+
+
+def env_of(lh: Path) -> dict[str, str]:
+    return {"MARKETLAKE_LAKEHOUSE": str(lh)}
+
+
 def test_gold_builds_every_table_and_a_new_session_reads_bronze_and_gold_by_name(
-    spark: SparkSession, lh: Path, jobs: WarmJobs, warm_jobs: JobRunners
+    spark: SparkSession, lh: Path, gold: GoldByName
 ) -> None:
     """The demo's gold step on this lakehouse, then every bronze and gold table read by name from a new process
-    (the catalog persists across sessions): bronze with the counts of its files, gold with a row or more."""
-    env = {"MARKETLAKE_LAKEHOUSE": str(lh)}
-    build = jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04")
+    (the catalog persists across sessions): bronze with Spark's own counts, gold with a row or more."""
     names = [s.name for s in load_gold(CONF_DIR).tables.values()]
-    assert all(f"gold.{n}" in build.stdout for n in names), build.stdout
-    warm_jobs.release(lh)  # the new process opens the catalog the warm one holds
+    assert all(f"gold.{n}" in gold.build for n in names), gold.build
+    assert set(gold.counts) == set(names)
+    empty = {n for n, count in gold.counts.items() if count == 0}
+    assert empty <= {"exchange_compliance_flags"}, gold.counts  # flags may be absent at this small scale
     bronze = delta_tables(lh, "bronze")
     assert len(bronze) == 15
-    tables = [f"bronze.{t}" for t in bronze] + [f"gold.{n}" for n in names]
-    union = " UNION ALL ".join(f"SELECT '{t}' AS table_name, count(*) AS n FROM {t}" for t in tables)
-    out = run_job("query.py", "--format", "json", union, env=env)
-    rows = {r["table_name"]: r["n"] for r in map(json.loads, out.stdout.splitlines())}
-    assert set(rows) == set(tables)
-    assert {f"bronze.{t}": rows[f"bronze.{t}"] for t in bronze} == {
-        f"bronze.{t}": read(spark, path).count() for t, path in bronze.items()
-    }
-    empty = {n for n in names if rows[f"gold.{n}"] == 0}
-    assert empty <= {"exchange_compliance_flags"}, rows  # flags may be absent at this small scale
+    assert gold.bronze == {t: read(spark, path).count() for t, path in bronze.items()}
+
+
+def test_the_catalogue_manifest_lists_every_table_of_the_catalog(lh: Path, gold: GoldByName) -> None:
+    catalogue = read_catalogue(lh)
+    assert set(catalogue.entries) == gold.catalog
+    assert {name.split(".")[0] for name in catalogue.entries} == set(LAYERS)
+    for name, entry in catalogue.entries.items():
+        database, table = name.split(".")
+        assert (Path(entry.location), entry.provider) == (lh / database / table, "delta"), name
+        assert entry.kind in ("MANAGED", "EXTERNAL"), name  # silver.trends_trend_signals is written by path
+
+
+def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:
+    def hits(path: str) -> int:
+        df = read(spark, path)
+        text = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
+        return df.where(text.rlike(EMAIL) | text.rlike(PHONE)).count()
+
+    assert hits(delta_tables(lh, "bronze")["exchange_users"]) > 0  # the scan finds raw PII where it is allowed
+    scanned = {**delta_tables(lh, "silver"), **delta_tables(lh, "gold")}
+    assert len(scanned) >= 15
+    assert {name: hits(path) for name, path in scanned.items()} == dict.fromkeys(scanned, 0)
+
+
+def test_gold_and_silver_read_the_same_without_spark(spark: SparkSession, lh: Path, gold: GoldByName) -> None:
+    """Every gold and silver table, and bronze's trades (liquid-clustered, with a change feed and drifted columns),
+    read three ways: by Spark (by path), by DuckDB over delta-rs's Arrow (by name, through the manifest) and by pandas
+    over delta-rs (by path): the same rows, to the canonical checksum. It runs after the PII scan, whose reads leave
+    the session's Delta snapshots of these tables cached, and Spark reads four tables at a time: each read of these
+    small tables is mostly latency (planning, scheduling)."""
+    catalogue = read_catalogue(lh)
+    tables = {f"{layer}.{t}": path for layer in ("gold", "silver") for t, path in delta_tables(lh, layer).items()}
+    assert set(tables) == {n for n in catalogue.entries if n.split(".")[0] in ("gold", "silver")}
+    assert {f"gold.{t}" for t in gold.counts} <= set(tables) and len(tables) >= 30
+    tables["bronze.exchange_trades"] = str(lh / "bronze" / "exchange_trades")
+
+    def spark_digest(path: str) -> tuple[int, str]:
+        return canonical.digest(canonical.spark_rows(read(spark, path)))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        by_spark = dict(zip(tables, pool.map(spark_digest, tables.values()), strict=True))
+    with LakeSQL(catalogue) as lake:
+        for name, path in tables.items():
+            duck = lake.relation(f"SELECT * FROM {name}")
+            assert duck is not None
+            by_duckdb = canonical.digest(dict(zip(duck.columns, r, strict=True)) for r in duck.fetchall())
+            by_pandas = canonical.digest(canonical.pandas_rows(DeltaTable(path).to_pandas(types_mapper=pd.ArrowDtype)))
+            assert (by_duckdb, by_pandas) == (by_spark[name], by_spark[name]), name
+
+
+def test_query_with_duckdb_answers_as_spark_does(spark: SparkSession, lh: Path, gold: GoldByName) -> None:
+    """query.py --engine duckdb by name, in a process without Spark, prints what the Spark engine prints."""
+    statements = [
+        "SELECT * FROM {rfm} ORDER BY as_of_date, user_id",
+        "SELECT segment, count(*) AS users FROM {rfm} GROUP BY 1 ORDER BY 1",
+    ]
+    duck = run_job(
+        "query.py",
+        "--engine",
+        "duckdb",
+        "--format",
+        "json",
+        "--limit",
+        "100000",
+        *(s.format(rfm="gold.exchange_rfm") for s in statements),
+        env=env_of(lh),
+    )
+    by_path = f"delta.`{lh / 'gold' / 'exchange_rfm'}`"
+    answers = [collect_rows(spark.sql(s.format(rfm=by_path)), 100000) for s in statements]
+    assert all(rows and not more for rows, _, more in answers)
+    assert duck.stdout == "".join(format_rows(rows, columns, "json") + "\n" for rows, columns, _ in answers)
 
 
 def metadata_columns(conn: hive.Connection, schema: str, table: str) -> list[str]:
@@ -171,11 +280,13 @@ def metadata_columns(conn: hive.Connection, schema: str, table: str) -> list[str
 
 
 def test_the_sql_endpoint_serves_gold_by_name_and_a_job_meanwhile_gets_one_line(
-    spark: SparkSession, lh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession, lh: Path, gold: GoldByName, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """jobs/serve.py over this lakehouse, met as a BI tool meets it (a HiveServer2 client on 127.0.0.1): gold's
-    tables listed with their real columns and a GROUP BY by name answered; meanwhile a job on the same lakehouse
+    tables listed with their real columns, and a GROUP BY by name answered as query.py answers it (its Spark-free
+    engine, which needs no catalog and so runs beside the endpoint); meanwhile a Spark job on the same lakehouse
     stops at once with one line naming the endpoint; SIGTERM stops the endpoint and frees the catalog."""
+    question = "SELECT segment, count(*) AS users FROM gold.exchange_rfm GROUP BY segment ORDER BY segment"
     port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ, "MARKETLAKE_LAKEHOUSE": str(lh)}
     with log.open("w") as out:
@@ -188,14 +299,14 @@ def test_the_sql_endpoint_serves_gold_by_name_and_a_job_meanwhile_gets_one_line(
         busy = run_job("summary.py", env={"MARKETLAKE_LAKEHOUSE": str(lh)}, check=False)
         assert busy.returncode == 2, busy.stderr[-2000:]
         message = busy.stderr.strip().splitlines()[-1]
-        assert (
-            message.startswith("error: the catalog of") and f"SQL endpoint (jobs/serve.py, pid {server.pid})" in message
-        )
+        assert message.startswith("error: the catalog of")
+        assert f"SQL endpoint (jobs/serve.py, pid {server.pid})" in message
+        duck = run_job("query.py", "--engine", "duckdb", "--format", "json", question, env=env_of(lh))
         with closing(hive.connect(host="127.0.0.1", port=port, auth="NOSASL")) as conn:
             cursor = conn.cursor()
             cursor.execute("SHOW TABLES IN gold")
             listed = {row[1] for row in cursor.fetchall()}
-            cursor.execute("SELECT segment, count(*) AS users FROM gold.exchange_rfm GROUP BY segment ORDER BY segment")
+            cursor.execute(question)
             answered = cursor.fetchall()
             columns = metadata_columns(conn, "gold", "exchange_rfm")
     finally:
@@ -203,23 +314,10 @@ def test_the_sql_endpoint_serves_gold_by_name_and_a_job_meanwhile_gets_one_line(
         code = server.wait(timeout=120)
     assert code == 0, log.read_text()[-3000:]
     assert listed == set(delta_tables(lh, "gold"))
-    rfm = read(spark, str(lh / "gold" / "exchange_rfm"))
-    assert columns == rfm.columns
-    expected = rfm.groupBy("segment").count().orderBy("segment").collect()
-    assert answered == [(r["segment"], r["count"]) for r in expected] and answered
+    assert columns == read(spark, str(lh / "gold" / "exchange_rfm")).columns
+    expected = [(r["segment"], r["users"]) for r in map(json.loads, duck.stdout.splitlines())]
+    assert answered == expected and len(expected) >= 2
     monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", str(lh))
     settings = load_settings("local")
     assert not (settings.metastore_dir / SERVING_FILE).exists()
     check_catalog_free(settings)  # Derby's lock went with the endpoint
-
-
-def test_no_raw_email_or_phone_in_silver_or_gold(spark: SparkSession, lh: Path) -> None:
-    def hits(path: str) -> int:
-        df = read(spark, path)
-        text = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
-        return df.where(text.rlike(EMAIL) | text.rlike(PHONE)).count()
-
-    assert hits(delta_tables(lh, "bronze")["exchange_users"]) > 0  # the scan finds raw PII where it is allowed
-    scanned = {**delta_tables(lh, "silver"), **delta_tables(lh, "gold")}
-    assert len(scanned) >= 15
-    assert {name: hits(path) for name, path in scanned.items()} == dict.fromkeys(scanned, 0)

@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date
 
+from marketlake.catalogue import refresh_catalogue
 from marketlake.config import parse_date
 from marketlake.errors import InputError, MarketlakeError
-from marketlake.session import pin_utc
+from marketlake.runtime import pin_utc, take_handed_out
 
 log = logging.getLogger("marketlake")
 
@@ -72,19 +73,36 @@ def run(
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     started = time.perf_counter()
+    take_handed_out()  # sessions handed out before this job are not its own
     try:
         code = main(args) or 0
     except MarketlakeError as exc:
+        _refresh_catalogues()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        _refresh_catalogues()
         user_error = _user_error_from_spark(exc) if sql_errors_are_user_errors else None
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         return 2
+    _refresh_catalogues()
     log.info("%s finished in %.1f s", parser.prog, time.perf_counter() - started)
     return code
+
+
+def _refresh_catalogues() -> None:
+    """Rewrite the catalogue manifest of every lakehouse the job opened a session on, whether or not it succeeded (a
+    job that failed half-way may have created tables), before its error line, which stays the last. One place for
+    every job, present and future: a job that creates, drops or moves a table cannot forget it, and a Spark-free job
+    (query.py --engine duckdb) pays nothing. A manifest that cannot be written is a warning, never the job's
+    failure."""
+    for spark in take_handed_out():
+        try:
+            refresh_catalogue(spark)
+        except Exception as exc:
+            log.warning("could not refresh the catalogue manifest: %s", (str(exc).strip().splitlines() or [exc])[0])
 
 
 def _user_error_from_spark(exc: Exception) -> str | None:

@@ -16,19 +16,12 @@ from pyspark.sql import SparkSession
 
 from marketlake.config import CONF_DIR, Settings
 from marketlake.errors import CatalogBusy, ConfigError
+from marketlake.runtime import hand_out, pin_utc
 
 log = logging.getLogger(__name__)
 
 JARS_DIR = Path(os.environ.get("MARKETLAKE_JARS_DIR", CONF_DIR.parent / ".jars"))
 LOG4J_CONF = CONF_DIR / "log4j2.properties"
-
-
-def pin_utc() -> None:
-    """Make this process (and the JVM it starts) live in UTC: PySpark turns a naive datetime into a timestamp, and
-    a collected timestamp back into a datetime, with the Python process's local zone, whatever
-    spark.sql.session.timeZone says. Called before any session starts."""
-    os.environ["TZ"] = "UTC"
-    time.tzset()
 
 
 def delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
@@ -157,4 +150,5 @@ def get_spark(
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.debug("spark %s session on %s", spark.version, spark.sparkContext.master)
+    hand_out(spark)
     return spark
