@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 JARS_DIR = Path(os.environ.get("MARKETLAKE_JARS_DIR", CONF_DIR.parent / ".jars"))
 LOG4J_CONF = CONF_DIR / "log4j2.properties"
+METASTORE_URL = "spark.hadoop.javax.jdo.option.ConnectionURL"
 
 
 def delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
@@ -42,14 +43,14 @@ def session_conf(settings: Settings) -> dict[str, str]:
     root = settings.lakehouse_root
     metastore = settings.metastore_dir
     java_opts = f"-Dderby.system.home={metastore} -Dlog4j.configurationFile=file:{LOG4J_CONF} -Duser.timezone=UTC"
-    conf = {
+    return {
         **settings.spark.conf,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.warehouse.dir": str(settings.warehouse_dir),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": derby_url(settings),
+        METASTORE_URL: metastore_url(settings),
         "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
         "spark.hadoop.hive.metastore.schema.verification": "false",
         "spark.driver.extraJavaOptions": java_opts,
@@ -57,13 +58,16 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.executorEnv.TZ": "UTC",
         "spark.marketlake.root": str(root),
     }
-    # a metastore database of the user's (conf/<env>.yaml) replaces the embedded one
-    return {**conf, **{k: v for k, v in settings.spark.conf.items() if k.startswith("spark.hadoop.javax.jdo.")}}
 
 
 def derby_url(settings: Settings) -> str:
     """The embedded Derby metastore under the lakehouse root."""
     return f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
+
+
+def metastore_url(settings: Settings) -> str:
+    """A metastore database of the user's (conf/<env>.yaml), else the embedded Derby one."""
+    return str(settings.spark.conf.get(METASTORE_URL, derby_url(settings)))
 
 
 SERVING_FILE = "serving.json"
@@ -75,7 +79,7 @@ def check_catalog_free(settings: Settings, wait_seconds: float = 20) -> None:
     exclusive lock on dbex.lck while the database is booted, released when that process ends, so a lock file
     left by a killed process does not count. A job that just ended may still be stopping its JVM, so a held lock
     is given `wait_seconds` to clear, unless the SQL endpoint holds it."""
-    if session_conf(settings)["spark.hadoop.javax.jdo.option.ConnectionURL"] != derby_url(settings):
+    if metastore_url(settings) != derby_url(settings):
         return  # a shared metastore database: any number of processes
     lock = settings.metastore_dir / "metastore_db" / "dbex.lck"
     deadline = time.monotonic() + wait_seconds
