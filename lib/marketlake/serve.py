@@ -16,6 +16,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
+from marketlake.catalogue import list_catalogue
 from marketlake.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -68,21 +69,19 @@ def sync_catalog_schemas(spark: SparkSession, databases: Sequence[str]) -> list[
     """Write each Delta table's schema into the metastore where the metastore's copy differs, so that a client
     asking the protocol for a table's columns (GetColumns: a BI tool's navigator) sees them. Delta keeps the schema
     in its log; tables created before spark.databricks.delta.catalog.update.enabled was on (conf/base.yaml) hold an
-    empty one in the metastore, and that setting updates the copy after a commit in the background. Returns the
-    tables updated."""
+    empty one in the metastore, and that setting updates the copy after a commit in the background. The tables come
+    from the catalogue's own listing (one batched metastore call per database). Returns the tables updated."""
     external = spark._jsparkSession.sharedState().externalCatalog()
     updated = []
-    for database in databases:
-        if not spark.catalog.databaseExists(database):
+    for entry in list_catalogue(spark):
+        if entry.database not in databases or entry.provider != "delta":
             continue
-        for table in spark.catalog.listTables(database):
-            stored = external.getTable(database, table.name)
-            if table.isTemporary or stored.provider().getOrElse(None) != "delta":
-                continue
-            schema = spark.table(f"{database}.{table.name}").schema
-            if StructType.fromJson(json.loads(stored.schema().json())) != schema:
-                external.alterTableDataSchema(database, table.name, spark._jsparkSession.parseDataType(schema.json()))
-                updated.append(f"{database}.{table.name}")
+        stored = external.getTable(entry.database, entry.table)
+        schema = spark.table(entry.name).schema
+        if StructType.fromJson(json.loads(stored.schema().json())) != schema:
+            jschema = spark._jsparkSession.parseDataType(schema.json())
+            external.alterTableDataSchema(entry.database, entry.table, jschema)
+            updated.append(entry.name)
     return updated
 
 
