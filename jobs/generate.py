@@ -65,6 +65,6 @@ def parser() -> argparse.ArgumentParser:
 if __name__ == "__main__":
 
     def _main(argv: Sequence[str] | None = None) -> int:
-        return run(main, parser(), argv)
+        return run(main, parser(), argv, catalogue=False)  # landing files only: the metastore stays shut
 
     sys.exit(_main())

@@ -64,10 +64,13 @@ def run(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None = None,
     sql_errors_are_user_errors: bool = False,
+    catalogue: bool = True,
 ) -> int:
     """Parse args, run main, and turn a user error into one clear line and exit code 2.
 
-    With sql_errors_are_user_errors (jobs that run a user's SQL), Spark analysis and parse errors count too.
+    With sql_errors_are_user_errors (jobs that run a user's SQL), Spark analysis and parse errors count too. When
+    main ends, the catalogue manifest of the lakehouse a session was opened on is rewritten, unless catalogue is
+    False: a job that never opens the metastore (generate.py writes landing files) would boot it just to list it.
     """
     pin_utc()
     args = parser.parse_args(argv)
@@ -77,28 +80,31 @@ def run(
     try:
         code = main(args) or 0
     except MarketlakeError as exc:
-        _refresh_catalogues()
+        _job_ended(catalogue)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        _refresh_catalogues()
+        _job_ended(catalogue)
         user_error = _user_error_from_spark(exc) if sql_errors_are_user_errors else None
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         return 2
-    _refresh_catalogues()
+    _job_ended(catalogue)
     log.info("%s finished in %.1f s", parser.prog, time.perf_counter() - started)
     return code
 
 
-def _refresh_catalogues() -> None:
-    """Rewrite the catalogue manifest of every lakehouse the job opened a session on, whether or not it succeeded (a
-    job that failed half-way may have created tables), before its error line, which stays the last. One place for
-    every job, present and future: a job that creates, drops or moves a table cannot forget it, and a Spark-free job
-    (query.py --engine duckdb) pays nothing. A manifest that cannot be written is a warning, never the job's
-    failure."""
-    for spark in take_handed_out():
+def _job_ended(catalogue: bool) -> None:
+    """Rewrite the catalogue manifest of every lakehouse the job opened a session on (unless catalogue is False),
+    whether or not it succeeded (a job that failed half-way may have created tables), before its error line, which
+    stays the last. One place for every job, present and future: a job that creates, drops or moves a table cannot
+    forget it, and a Spark-free job (query.py --engine duckdb) pays nothing. A manifest that cannot be written is a
+    warning, never the job's failure."""
+    sessions = take_handed_out()  # taken either way: they were this job's
+    if not catalogue:
+        return
+    for spark in sessions:
         try:
             refresh_catalogue(spark)
         except Exception as exc:
