@@ -12,8 +12,12 @@ DEMO_DAYS ?= 56
 DEMO_START ?= 2026-01-01
 DEMO_SEED ?= 42
 DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
+# The demo scores its last six weeks: the models' test windows (whose labels are complete) and the days after them,
+# which notebooks/4_models.ipynb plots day by day.
+SCORE_DAYS ?= 42
+SCORE_START = $(shell date -u -d "$(DEMO_END) - $(SCORE_DAYS) days + 1 day" +%F)
 
-.PHONY: setup env jars demo test lint bench maintain serve clean
+.PHONY: setup env jars demo test lint bench maintain serve notebooks clean
 
 setup: env jars
 
@@ -40,7 +44,7 @@ demo: setup
 	$(PY) jobs/silver_build.py --domain all
 	$(PY) jobs/gold_build.py --start $(DEMO_START) --end $(DEMO_END)
 	$(PY) jobs/train.py --model all
-	$(PY) jobs/score.py --model all --date $(DEMO_END)
+	$(PY) jobs/score.py --model all --start $(SCORE_START) --end $(DEMO_END)
 	$(PY) jobs/anomalies.py --start $(DEMO_START) --end $(DEMO_END)
 	$(PY) jobs/summary.py
 	$(PY) jobs/query.py "SELECT segment, count(*) AS users, round(avg(monetary_usd), 2) AS avg_90d_volume_usd \
@@ -64,6 +68,11 @@ maintain: setup
 # The SQL endpoint for BI tools over ./lakehouse (SERVE_ARGS e.g. "--port 10001"); Ctrl-C stops it.
 serve: setup
 	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/serve.py $(SERVE_ARGS)
+
+# Execute every notebook against ./lakehouse (after make demo) and render it as HTML under notebooks/html (git-ignored).
+notebooks: setup
+	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(VENV)/bin/jupyter nbconvert --to html --execute \
+	    --ExecutePreprocessor.timeout=600 --output-dir notebooks/html notebooks/*.ipynb
 
 clean:
 	rm -rf lakehouse .pytest_cache spark-warehouse metastore_db derby.log

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
+from marketlake.catalogue import CatalogueEntry, write_catalogue
 from marketlake.config import CONF_DIR, Settings
 from marketlake.errors import InputError
 from marketlake.models import registry
@@ -32,9 +33,10 @@ from marketlake.models.drift import psi
 from marketlake.models.features import time_windows
 from marketlake.models.metrics import at_k, calibration_table, expected_calibration_error
 from marketlake.models.run import TrainRun, read_gold, score_range, train_and_register, training_report
-from marketlake.models.spec import load_models
+from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, load_models
 from marketlake.models.train import fit_single_node, fit_xgboost
 from marketlake.tables import create_table_if_missing, read_delta
+from tests import notebooks
 from tests.conftest import REPO, run_job
 from tests.synthetic import fit_inputs, purchase_outcomes_frame
 
@@ -277,6 +279,23 @@ def test_registered_model_loads_and_scores_in_a_process_without_marketlake(
     assert len(clean) == len(here) == len(rows)
     for column in ("raw_score", "score"):
         np.testing.assert_allclose(clean[column], here[column], rtol=0, atol=1e-9)
+
+
+def test_the_models_notebook_runs_over_this_lakes_scored_days(
+    spark: SparkSession, lake: tuple[Settings, str], versions: dict[int, TrainRun]
+) -> None:
+    """notebooks/4_models.ipynb executes headless over this lake: its last 14 days (the newest version's validation
+    and test windows) scored with that version, the tables named gold.* in a catalogue manifest as the jobs write it,
+    the training windows read from the version's MLflow run. It draws the regret model's five plots."""
+    settings, db = lake
+    last = date(2026, 3, 1) + timedelta(days=DAYS - 1)
+    score_range(spark, settings, CONF, REGRET, last - timedelta(days=13), last, None, max(versions), db)
+    tables = (REGRET.table, REGRET.scores_table, REGRET.decisions_table, DRIFT_TABLE, IMPORTANCE_TABLE)
+    location = settings.database_location(db)
+    entries = [CatalogueEntry(f"gold.{t}", str(location / t), "delta", "EXTERNAL") for t in tables]
+    write_catalogue(settings.lakehouse_root, entries)
+    executed = notebooks.execute(notebooks.NOTEBOOKS / "4_models.ipynb", settings.lakehouse_root)
+    assert notebooks.figures(executed) == 5
 
 
 def test_two_workers_one_worker_and_single_node_xgboost_agree(spark: SparkSession) -> None:

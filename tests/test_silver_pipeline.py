@@ -5,7 +5,8 @@ The tests share one lakehouse and run in file order (the late parent ingests mor
 is built last); the bronze tests that compare it with its twin run in an earlier module. Jobs run in the
 lakehouse's warm job process, the query that reads bronze and gold by name in a new one. Then every table is read
 without Spark (delta-rs, DuckDB, pandas) through the catalogue manifest those jobs left, and compared with Spark's
-read; last, the SQL endpoint serves the lakehouse to a HiveServer2 client.
+read; the analysts' notebooks over gold run headless against it; last, the SQL endpoint serves the lakehouse to a
+HiveServer2 client.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from marketlake.gold.spec import load_gold
 from marketlake.lakeread import LakeSQL
 from marketlake.report import collect_rows
 from marketlake.session import SERVING_FILE, check_catalog_free
-from tests import canonical
+from tests import canonical, notebooks
 from tests.conftest import REPO, JobRunners, WarmJobs, delta_tables, free_port, run_job, wait_for
 
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PHONE = r"\+\d{1,3}-\d{3}-\d{3}-\d{4}"
 LAYERS = ("bronze", "silver", "gold", "ops", "quarantine")
+GOLD_NOTEBOOK_FIGURES = {"1_exchange_health": 5, "2_commerce": 3, "3_customers": 3}
 
 
 def read(spark: SparkSession, path: str) -> DataFrame:
@@ -158,10 +160,11 @@ class GoldByName:
 
 @pytest.fixture(scope="module")
 def gold(lh: Path, jobs: WarmJobs, warm_jobs: JobRunners) -> GoldByName:
-    """The demo's gold step on this lakehouse, then, from a new process, every bronze and gold table counted by name
-    and every table the catalog lists (that process, like every job, leaves the catalogue manifest behind when it
-    ends)."""
+    """The demo's gold and anomaly steps on this lakehouse, then, from a new process, every bronze and gold table
+    counted by name and every table the catalog lists (that process, like every job, leaves the catalogue manifest
+    behind when it ends)."""
     build = jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04")
+    jobs("anomalies.py", "--start", "2026-03-01", "--end", "2026-03-04")
     names = [f"gold.{s.name}" for s in load_gold(CONF_DIR).tables.values()]
     names += [f"bronze.{t}" for t in delta_tables(lh, "bronze")]
     warm_jobs.release(lh)  # the new process opens the catalog the warm one holds
@@ -277,6 +280,16 @@ def metadata_columns(conn: hive.Connection, schema: str, table: str) -> list[str
     request = ttypes.TGetColumnsReq(sessionHandle=conn.sessionHandle, schemaName=schema, tableName=table)
     cursor._operationHandle = conn.client.GetColumns(request).operationHandle
     return [row[3] for row in cursor.fetchall()]  # COLUMN_NAME
+
+
+@pytest.mark.parametrize("notebook", ["1_exchange_health", "2_commerce", "3_customers"])
+def test_the_gold_notebooks_run_top_to_bottom_over_this_lakehouse(lh: Path, gold: GoldByName, notebook: str) -> None:
+    """Each analysts' notebook over gold executes headless in a fresh kernel against this lakehouse (read by name
+    without Spark) with no cell raising, and draws its plots; the executed copy has outputs, which the committed
+    notebooks must not carry."""
+    executed = notebooks.execute(notebooks.NOTEBOOKS / f"{notebook}.ipynb", lh)
+    assert notebooks.figures(executed) == GOLD_NOTEBOOK_FIGURES[notebook]
+    assert notebooks.stored_outputs(executed)
 
 
 def test_the_sql_endpoint_serves_gold_by_name_and_a_job_meanwhile_gets_one_line(

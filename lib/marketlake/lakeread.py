@@ -21,6 +21,7 @@ from marketlake.config import load_settings
 from marketlake.errors import InputError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 _LITERALS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
@@ -126,6 +127,20 @@ class LakeSQL:
             return self.connection.sql(sql)
         except duckdb.Error as exc:
             raise InputError(_first_line(exc)) from None
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """The statement's whole result as a pandas DataFrame (timestamps UTC-aware): what a notebook plots."""
+        rel = self.relation(sql)
+        if rel is None:
+            raise InputError(f"the statement returns no rows to read: {sql.strip().splitlines()[0]}")
+        try:
+            return rel.df()
+        except duckdb.Error as exc:
+            raise InputError(_first_line(exc)) from None
+
+    def has(self, name: str) -> bool:
+        """Whether the catalogue lists database.table (a table a job has not written yet is absent)."""
+        return name.lower() in self.catalogue.entries
 
     def query(self, sql: str, limit: int) -> tuple[list[dict[str, object]], list[str], bool]:
         """Up to `limit` rows as dicts, the column names, and whether more rows exist (as report.collect_rows for
