@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 JARS_STAMP := .jars/.stamp
+HDFS_JARS_STAMP := .jars/hadoop/.stamp
+DERBY_JARS_STAMP := .jars/derby/.stamp
 VENV_STAMP := $(VENV)/.stamp
 LAKEHOUSE ?= $(CURDIR)/lakehouse
 LANDING ?= $(LAKEHOUSE)/landing
@@ -17,7 +19,7 @@ DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
 SCORE_DAYS ?= 42
 SCORE_START = $(shell date -u -d "$(DEMO_END) - $(SCORE_DAYS) days + 1 day" +%F)
 
-.PHONY: setup env jars demo test lint bench maintain serve notebooks clean
+.PHONY: setup env jars hdfs-jars derby-jars demo test lint bench maintain serve notebooks clean
 
 setup: env jars
 
@@ -35,6 +37,26 @@ $(JARS_STAMP): build/jars/pom.xml
 	mvn -q -B -f build/jars/pom.xml dependency:copy-dependencies \
 	    -DincludeScope=runtime -DincludeGroupIds=io.delta,io.unitycatalog -DoutputDirectory=$(CURDIR)/.jars
 	ls .jars/*.jar > /dev/null
+	touch $@
+
+# Apache Hadoop's MiniDFSCluster (a test-only HDFS on 127.0.0.1, ~104 MB) in .jars/hadoop, off Spark's classpath
+# (session.delta_jars globs .jars/*.jar only). After `jars`, whose rm -rf .jars would remove it.
+hdfs-jars: $(HDFS_JARS_STAMP)
+$(HDFS_JARS_STAMP): build/jars/pom.xml $(JARS_STAMP)
+	rm -rf .jars/hadoop && mkdir -p .jars/hadoop
+	mvn -q -B -f build/jars/pom.xml -P hdfs-minicluster dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jars/hadoop
+	ls .jars/hadoop/hadoop-client-minicluster-*.jar > /dev/null
+	touch $@
+
+# Derby's network server and client driver (pyspark's Derby version, ~5 MB) in .jars/derby, for a metastore
+# database shared by several Spark drivers (jdbc:derby://127.0.0.1:PORT/...); only derbyclient goes on Spark's classpath.
+derby-jars: $(DERBY_JARS_STAMP)
+$(DERBY_JARS_STAMP): build/jars/pom.xml $(JARS_STAMP)
+	rm -rf .jars/derby && mkdir -p .jars/derby
+	mvn -q -B -f build/jars/pom.xml -P derby-server dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jars/derby
+	ls .jars/derby/derbynet-*.jar .jars/derby/derbyclient-*.jar > /dev/null
 	touch $@
 
 demo: setup
