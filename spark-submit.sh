@@ -36,15 +36,25 @@ if [[ ! -f $job ]]; then
 fi
 
 # Master, lakehouse root and Delta jars, as the config and environment give them.
-read -r conf_master root jars spark_home < <("$PY" - <<'PYEOF'
+# A config mistake (a lakehouse root that is not a local folder, a broken YAML file) is one error line and exit 2.
+settings=$("$PY" - <<'PYEOF'
 import os
+import sys
+
 import pyspark
+
 from marketlake.config import load_settings
+from marketlake.errors import MarketlakeError
 from marketlake.session import delta_jars
-s = load_settings()
+
+try:
+    s = load_settings()
+except MarketlakeError as exc:
+    sys.exit(f"error: {exc}")
 print(s.spark.master, s.lakehouse_root, ",".join(str(j) for j in delta_jars()), os.path.dirname(pyspark.__file__))
 PYEOF
-)
+) || exit 2
+read -r conf_master root jars spark_home <<< "$settings"
 master=${master:-$conf_master}
 
 mkdir -p "$HERE/dist" "$root/_metastore"

@@ -127,3 +127,21 @@ def test_spark_submit_reports_a_missing_job_clearly() -> None:
     result = subprocess.run([str(REPO / "spark-submit.sh"), "jobs/nope.py"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: job file 'jobs/nope.py' not found"
+
+
+def test_spark_submit_refuses_a_lakehouse_it_cannot_use_in_one_line(tmp_path: Path) -> None:
+    """A distributed-storage root is refused before anything is created (no local `hdfs:` folder, no metastore)."""
+    env = {**os.environ, "MARKETLAKE_LAKEHOUSE": "hdfs://127.0.0.1:9/lake"}
+    result = subprocess.run(
+        [str(REPO / "spark-submit.sh"), str(REPO / "jobs" / "summary.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: lakehouse root hdfs://127.0.0.1:9/lake: the lakehouse must be a local folder or a file: URI for now; "
+        "distributed storage (hdfs:) is not supported yet"
+    ]
+    assert not any(tmp_path.iterdir())

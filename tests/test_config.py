@@ -36,6 +36,27 @@ def test_environment_variables_override(tmp_path: Path, monkeypatch: pytest.Monk
     assert s.database_location("bronze") == tmp_path / "lh" / "bronze"
 
 
+def test_a_file_uri_is_the_local_folder_and_another_uri_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hdfs://nn:8020/lake resolved as a path names a local folder `hdfs:` under the working directory, where every
+    table would silently land; until distributed storage is supported, such a root is refused by name."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", f"file://{tmp_path}/my%20lake")
+    assert load_settings("local").lakehouse_root == tmp_path / "my lake"
+    for uri in ("hdfs://127.0.0.1:8020/lake", "s3a://bucket/lake"):
+        monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", uri)
+        with pytest.raises(
+            ConfigError, match=rf"^lakehouse root {uri}: the lakehouse must be a local folder or a file: URI"
+        ):
+            load_settings("local")
+    monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", str(tmp_path / "lh"))
+    monkeypatch.setenv("MARKETLAKE_LANDING", "file://otherhost/landing")
+    with pytest.raises(ConfigError, match=r"^landing folder file://otherhost/landing: a file: URI must name this host"):
+        load_settings("local")
+    assert not any(tmp_path.iterdir())  # nothing created, no `hdfs:` folder
+
+
 def test_sources_are_typed_contracts() -> None:
     s = load_settings("local")
     trades = s.domain_sources("exchange")["trades"]

@@ -11,12 +11,14 @@ Environment overrides, applied after the files: MARKETLAKE_LAKEHOUSE (lakehouse 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import yaml
 
@@ -160,8 +162,25 @@ def _source_spec(domain: str, entity: str, raw: Mapping[str, Any]) -> SourceSpec
     return spec
 
 
-def _resolve(path: str | Path) -> Path:
-    return Path(os.path.expanduser(str(path))).resolve()
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def _resolve(path: str | Path, what: str) -> Path:
+    """A local folder as an absolute path; `file:///abs` is the same folder. Any other URI (hdfs://, s3a://) is one
+    clear error: resolved as a path it would name a local folder called `hdfs:`, and every table would land there."""
+    text = os.path.expanduser(str(path))
+    scheme = _URI_SCHEME.match(text)
+    if scheme and scheme.group(1).lower() == "file":
+        parsed = urlparse(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"{what} {text}: a file: URI must name this host (file:///path)")
+        text = unquote(parsed.path)
+    elif scheme and len(scheme.group(1)) > 1:  # one letter is a Windows drive, not a scheme
+        raise ConfigError(
+            f"{what} {text}: the lakehouse must be a local folder or a file: URI for now; distributed storage "
+            f"({scheme.group(1)}:) is not supported yet"
+        )
+    return Path(text).resolve()
 
 
 def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Settings:
@@ -180,8 +199,10 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
     try:
         lakehouse = raw["lakehouse"]
         spark = raw["spark"]
-        root = _resolve(os.environ.get("MARKETLAKE_LAKEHOUSE") or lakehouse["root"])
-        landing = _resolve(os.environ.get("MARKETLAKE_LANDING") or lakehouse.get("landing") or root / "landing")
+        root = _resolve(os.environ.get("MARKETLAKE_LAKEHOUSE") or lakehouse["root"], "lakehouse root")
+        landing = _resolve(
+            os.environ.get("MARKETLAKE_LANDING") or lakehouse.get("landing") or root / "landing", "landing folder"
+        )
         spark_settings = SparkSettings(
             app_name=str(spark.get("app_name", "marketlake")),
             master=str(os.environ.get("MARKETLAKE_SPARK_MASTER") or spark["master"]),
