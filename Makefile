@@ -72,7 +72,7 @@ demo: setup
 	$(PY) jobs/query.py "SELECT segment, count(*) AS users, round(avg(monetary_usd), 2) AS avg_90d_volume_usd \
 	    FROM gold.exchange_rfm WHERE as_of_date = DATE'$(DEMO_END)' GROUP BY segment ORDER BY users DESC"
 
-test: setup
+test: setup hdfs-jars
 	$(PY) -m ruff check lib jobs tests
 	$(PY) -m pytest -q
 

@@ -20,7 +20,7 @@ import yaml
 from pyspark.sql import SparkSession
 
 from marketlake.config import CONF_DIR, Settings, load_settings
-from marketlake.session import get_spark
+from marketlake.session import JARS_DIR, get_spark
 from marketlake.tables import ensure_databases
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +101,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real HDFS on 127.0.0.1 (Apache Hadoop's MiniDFSCluster: a NameNode and a DataNode, from Maven Central by
+    `make hdfs-jars`), formatted in a temp dir and stopped when the session ends; its URI, hdfs://127.0.0.1:<port>."""
+    jars = JARS_DIR / "hadoop"
+    if not any(jars.glob("hadoop-client-minicluster-*.jar")):
+        pytest.fail(f"Hadoop's minicluster jars are not in {jars}; run `make hdfs-jars`")
+    work = tmp_path_factory.mktemp("hdfs")
+    port, log, details = free_port(), work / "hdfs.log", work / "details.json"
+    command = ["java", "-Xmx512m", f"-Dtest.build.data={work / 'data'}", "-cp", f"{jars}/*"]
+    command += ["org.apache.hadoop.test.MiniDFSClusterManager", "-format", "-nnport", str(port), "-datanodes", "1"]
+    command += ["-D", f"hdfs.minidfs.basedir={work / 'data'}", "-writeDetails", str(details)]
+    with log.open("w") as out:  # the manager resolves some folders against its working directory
+        proc = subprocess.Popen(command, cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (details.exists() and details.stat().st_size):  # written once the DataNode has registered
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"HDFS did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield f"hdfs://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:

@@ -57,6 +57,17 @@ def test_a_file_uri_is_the_local_folder_and_another_uri_is_one_clear_error(
     assert not any(tmp_path.iterdir())  # nothing created, no `hdfs:` folder
 
 
+def test_checkpoints_mode_is_one_of_three(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings("local").checkpoints == "auto"
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "local.yaml").write_text("lakehouse:\n  checkpoints: Reliable\n")
+    assert load_settings("local", conf).checkpoints == "reliable"
+    (conf / "local.yaml").write_text("lakehouse:\n  checkpoints: disk\n")
+    with pytest.raises(ConfigError, match=r"^lakehouse\.checkpoints is 'disk'; choose one of auto, local, reliable$"):
+        load_settings("local", conf)
+
+
 def test_sources_are_typed_contracts() -> None:
     s = load_settings("local")
     trades = s.domain_sources("exchange")["trades"]

@@ -12,7 +12,7 @@ from datetime import date
 from marketlake.catalogue import refresh_catalogue
 from marketlake.config import parse_date
 from marketlake.errors import InputError, MarketlakeError
-from marketlake.runtime import pin_utc, take_handed_out
+from marketlake.runtime import drop_checkpoints, pin_utc, take_handed_out
 
 log = logging.getLogger("marketlake")
 
@@ -96,19 +96,27 @@ def run(
 
 
 def _job_ended(catalogue: bool) -> None:
-    """Rewrite the catalogue manifest of every lakehouse the job opened a session on (unless catalogue is False),
-    whether or not it succeeded (a job that failed half-way may have created tables), before its error line, which
-    stays the last. One place for every job, present and future: a job that creates, drops or moves a table cannot
-    forget it, and a Spark-free job (query.py --engine duckdb) pays nothing. A manifest that cannot be written is a
-    warning, never the job's failure."""
+    """Remove the job's reliable checkpoints, and rewrite the catalogue manifest of every lakehouse the job opened a
+    session on (unless catalogue is False), whether or not it succeeded (a job that failed half-way may have created
+    tables), before its error line, which stays the last. One place for every job, present and future: a job that
+    creates, drops or moves a table cannot forget it, and a Spark-free job (query.py --engine duckdb) pays nothing.
+    Checkpoints or a manifest that cannot be handled are a warning, never the job's failure."""
     sessions = take_handed_out()  # taken either way: they were this job's
-    if not catalogue:
-        return
     for spark in sessions:
+        try:
+            drop_checkpoints(spark)
+        except Exception as exc:
+            log.warning("could not remove the job's checkpoints: %s", _first_line(exc))
+        if not catalogue:
+            continue
         try:
             refresh_catalogue(spark)
         except Exception as exc:
-            log.warning("could not refresh the catalogue manifest: %s", (str(exc).strip().splitlines() or [exc])[0])
+            log.warning("could not refresh the catalogue manifest: %s", _first_line(exc))
+
+
+def _first_line(exc: Exception) -> str:
+    return str((str(exc).strip().splitlines() or [exc])[0])
 
 
 def _user_error_from_spark(exc: Exception) -> str | None:

@@ -72,6 +72,7 @@ class Settings:
     sources: Mapping[str, Mapping[str, SourceSpec]] = field(repr=False)
     conf_dir: Path = CONF_DIR
     overlays: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    checkpoints: str = "auto"  # auto, local or reliable: see lakehouse.checkpoints in conf/base.yaml
 
     @property
     def metastore_dir(self) -> Path:
@@ -80,6 +81,11 @@ class Settings:
     @property
     def warehouse_dir(self) -> Path:
         return self.lakehouse_root / "_warehouse"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Reliable checkpoints' folder; each Spark application writes under a folder of its own inside it."""
+        return self.lakehouse_root / "_checkpoints"
 
     def overlay(self, name: str) -> dict[str, Any]:
         """The environment's overrides for conf/<name>.yaml (empty when it has none)."""
@@ -226,9 +232,20 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
             sources=MappingProxyType(sources),
             conf_dir=conf_dir,
             overlays=_freeze(dict(overlays)),
+            checkpoints=_checkpoints(lakehouse.get("checkpoints")),
         )
     except KeyError as exc:
         raise ConfigError(f"config is missing the required key {exc}") from None
+
+
+CHECKPOINT_MODES = ("auto", "local", "reliable")
+
+
+def _checkpoints(value: object) -> str:
+    mode = str(value or "auto").strip().lower()
+    if mode not in CHECKPOINT_MODES:
+        raise ConfigError(f"lakehouse.checkpoints is '{value}'; choose one of {', '.join(CHECKPOINT_MODES)}")
+    return mode
 
 
 def parse_date(value: str, what: str = "date") -> date:

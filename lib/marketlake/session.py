@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pyspark import SparkContext
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from marketlake.config import CONF_DIR, Settings
 from marketlake.errors import CatalogBusy, ConfigError
@@ -153,6 +153,24 @@ def get_spark(
         builder = builder.config(key, value)
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if reliable_checkpoints(settings, spark.sparkContext.master):
+        spark.sparkContext.setCheckpointDir(str(settings.checkpoint_dir))  # Spark adds a folder of its own inside
     log.debug("spark %s session on %s", spark.version, spark.sparkContext.master)
     hand_out(spark)
     return spark
+
+
+def reliable_checkpoints(settings: Settings, master: str) -> bool:
+    """lakehouse.checkpoints: reliable, local, or auto (reliable on a cluster, local on a local[N] master)."""
+    if settings.checkpoints == "auto":
+        return not master.startswith("local")
+    return settings.checkpoints == "reliable"
+
+
+def checkpoint(df: DataFrame) -> DataFrame:
+    """df computed once and kept for the reads that follow, with its lineage cut: as files under the session's
+    checkpoint folder when it has one (they survive a lost executor; lakehouse.checkpoints), else in the
+    executors' memory and disk (faster, lost with an executor)."""
+    if df.sparkSession.sparkContext.getCheckpointDir():
+        return df.checkpoint(eager=True)
+    return df.localCheckpoint(eager=True)

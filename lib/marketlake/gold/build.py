@@ -20,6 +20,7 @@ from marketlake.errors import InputError
 from marketlake.gold import commerce, customers, exchange, trends
 from marketlake.gold.common import Inputs, between
 from marketlake.gold.spec import GoldConf, GoldSpec, date_range, describe_dates
+from marketlake.session import checkpoint
 from marketlake.tables import create_table, current_version, is_delta_table, read_delta
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def build_table(
     """Build one gold table for [start, end] into <database>.<name> (located under the lakehouse root)."""
     started = time.perf_counter()
     table, location = f"{database}.{spec.name}", str(settings.database_location(database) / spec.name)
-    frame = build_frame(spark, settings, conf, spec, start, end, location).localCheckpoint()
+    frame = checkpoint(build_frame(spark, settings, conf, spec, start, end, location))
     rows, written = write_partitions(spark, frame, spec, table, location, start, end)
     first, last = spec.partitions(start, end)
     run = GoldRun(table, first, last, rows, written, current_version(spark, location), time.perf_counter() - started)

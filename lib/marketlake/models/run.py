@@ -27,6 +27,7 @@ from marketlake.models.scoring import apply_bundle, decisions, risk_band, with_c
 from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, ModelsConf, ModelSpec
 from marketlake.models.train import TrainedModel, train
 from marketlake.report import format_rows
+from marketlake.session import checkpoint
 from marketlake.tables import current_version, is_delta_table, read_delta
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def score_range(
         risk_band(F.col("score"), conf.risk_bands, conf.risk_band_default).alias("risk_band"),
         "reasons",
     )
-    scored = scored.localCheckpoint()
+    scored = checkpoint(scored)
     about = f"{spec.name} model scores per {spec.date}: calibrated score, risk band and the top-3 SHAP reasons"
     scores_spec = GoldSpec(spec.scores_table, spec.date, ", ".join(spec.keys), (spec.table,), about)
     n, written = _write(spark, settings, database, scored, scores_spec, start, end)
@@ -314,14 +315,14 @@ def detect_anomalies(
         location = existing_gold(spark, settings, s["table"], database, f"anomaly series {s['name']}")
         kpis = read_delta(spark, location).where(between("date", first, end))
         frames.append(anomalies.series_frame(kpis, s["name"], s["dimension"], s["value"], s["components"]))
-    series = reduce(DataFrame.unionByName, frames).localCheckpoint()
+    series = checkpoint(reduce(DataFrame.unionByName, frames))
     missing = missing_dates(series, "date", start, end)
     if missing:
         raise InputError(
             f"no KPI rows for {describe_dates(missing)} in "
             f"{', '.join('gold.' + s['table'] for s in a['series'])}; build gold for those dates first"
         )
-    result = anomalies.detect(series, a).where(between("date", start, end)).localCheckpoint()
+    result = checkpoint(anomalies.detect(series, a).where(between("date", start, end)))
     spec = GoldSpec(
         str(a["table"]),
         "date",

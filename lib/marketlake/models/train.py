@@ -36,6 +36,7 @@ from marketlake.models.features import (
 from marketlake.models.metrics import calibration_table, evaluate
 from marketlake.models.scoring import apply_bundle
 from marketlake.models.spec import ModelsConf, ModelSpec
+from marketlake.session import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def train(df: DataFrame, spec: ModelSpec, conf: ModelsConf, num_workers: int | N
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     data, windows = split_frame(df, spec)
-    data = data.localCheckpoint()
+    data = checkpoint(data)
     rows = split_counts(data)
     train_rows = rows.get("train", {"rows": 0.0, "positives": 0.0})
     if not 0 < train_rows["positives"] < train_rows["rows"]:
@@ -206,7 +207,7 @@ def train(df: DataFrame, spec: ModelSpec, conf: ModelsConf, num_workers: int | N
     value = str(spec.business["value_column"])
     keep = list(dict.fromkeys([spec.date, "split", "label", value]))
     held_out = data.where(F.col("split") != "train")
-    scored = apply_bundle(held_out, uncalibrated, keep, contributions=True).localCheckpoint()
+    scored = checkpoint(apply_bundle(held_out, uncalibrated, keep, contributions=True))
     calibration = isotonic(scored.where(F.col("split") == "validation"), "raw_score")
     bundle = replace(uncalibrated, calibration=calibration)
     xgb_scored = with_calibrated_score(scored.drop("score"), calibration)
@@ -218,7 +219,7 @@ def train(df: DataFrame, spec: ModelSpec, conf: ModelsConf, num_workers: int | N
 
     started = time.perf_counter()
     means = numeric_means(train_part, spec)
-    baseline = fit_logistic(data, spec, levels, means, pos_weight, conf.logistic).localCheckpoint()
+    baseline = checkpoint(fit_logistic(data, spec, levels, means, pos_weight, conf.logistic))
     baseline_calibration = isotonic(baseline.where(F.col("split") == "validation"), "raw_score")
     baseline_test = with_calibrated_score(baseline, baseline_calibration).where(F.col("split") == "test")
     metrics["baseline"] = evaluate(baseline_test, spec.date, spec.daily_budget, spec.business)

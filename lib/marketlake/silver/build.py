@@ -37,6 +37,7 @@ from marketlake.quality import (
     split_quarantine,
     with_quality,
 )
+from marketlake.session import checkpoint
 from marketlake.silver import conform
 from marketlake.silver.privacy import protected_name
 from marketlake.silver.spec import PARSE_RULE, TableSpec
@@ -451,7 +452,7 @@ class DomainBuilder:
         rows = rows.withColumns({c: F.lit(None).cast("string") for c in sorted(absent)}) if absent else rows
         # Checkpointed, not cached: writing the quarantine or silver tables it read would drop a cache, and a
         # recomputation would see the new state (a released row no longer waiting, a key already stored).
-        checked = rows.transform(check(spec, rules, self.options.now, _Context(self, spec))).localCheckpoint()
+        checked = checkpoint(rows.transform(check(spec, rules, self.options.now, _Context(self, spec))))
         self.count(checked, spec, rules, run)
         accepted, failed = split_quarantine(checked)
         if run.rows_in + run.retried == 0:
