@@ -19,7 +19,7 @@ DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
 SCORE_DAYS ?= 42
 SCORE_START = $(shell date -u -d "$(DEMO_END) - $(SCORE_DAYS) days + 1 day" +%F)
 
-.PHONY: setup env jars hdfs-jars derby-jars demo test lint bench maintain serve notebooks clean
+.PHONY: setup env jars hdfs-jars derby-jars demo test lint bench maintain serve metastore-server notebooks clean
 
 setup: env jars
 
@@ -72,7 +72,7 @@ demo: setup
 	$(PY) jobs/query.py "SELECT segment, count(*) AS users, round(avg(monetary_usd), 2) AS avg_90d_volume_usd \
 	    FROM gold.exchange_rfm WHERE as_of_date = DATE'$(DEMO_END)' GROUP BY segment ORDER BY users DESC"
 
-test: setup hdfs-jars
+test: setup hdfs-jars derby-jars
 	$(PY) -m ruff check lib jobs tests
 	$(PY) -m pytest -q
 
@@ -90,6 +90,11 @@ maintain: setup
 # The SQL endpoint for BI tools over ./lakehouse (SERVE_ARGS e.g. "--port 10001"); Ctrl-C stops it.
 serve: setup
 	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/serve.py $(SERVE_ARGS)
+
+# Derby's network server as the catalog's shared metastore (metastore.kind: server in conf/<env>.yaml), on
+# 127.0.0.1:1527 (METASTORE_ARGS e.g. "--port 1528"), its data in <lakehouse>/_metastore_server; Ctrl-C stops it.
+metastore-server: setup derby-jars
+	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/metastore_server.py $(METASTORE_ARGS)
 
 # Execute every notebook against ./lakehouse (after make demo) and render it as HTML under notebooks/html (git-ignored).
 notebooks: setup

@@ -45,16 +45,20 @@ import pyspark
 
 from marketlake.config import load_settings
 from marketlake.errors import MarketlakeError
-from marketlake.session import delta_jars
+from marketlake.session import delta_jars, metastore_client_conf
 
 try:
     s = load_settings()
+    driver_classpath = metastore_client_conf(s).get("spark.driver.extraClassPath", "")
 except MarketlakeError as exc:
     sys.exit(f"error: {exc}")
-print(s.spark.master, s.lakehouse_root, ",".join(str(j) for j in delta_jars()), os.path.dirname(pyspark.__file__))
+jars = ",".join(str(j) for j in delta_jars())
+print(s.spark.master, s.lakehouse_root, jars, os.path.dirname(pyspark.__file__), driver_classpath)
 PYEOF
 ) || exit 2
-read -r conf_master root jars spark_home <<< "$settings"
+read -r conf_master root jars spark_home driver_classpath <<< "$settings"
+# A metastore server's JDBC driver must be on the driver JVM's classpath when it starts.
+if [[ -n $driver_classpath ]]; then submit_opts+=(--driver-class-path "$driver_classpath"); fi
 master=${master:-$conf_master}
 
 mkdir -p "$HERE/dist" "$root/_metastore"

@@ -57,7 +57,7 @@ def test_a_held_catalog_fails_in_one_line_naming_the_fixes(lake: Settings, holde
     assert time.monotonic() - started >= 0.5  # a job that just ended gets time to let go
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"the catalog of {lake.lakehouse_root} is open in another")
-    assert "MARKETLAKE_LAKEHOUSE" in message and "javax.jdo.option.ConnectionURL" in message
+    assert "MARKETLAKE_LAKEHOUSE" in message and "make metastore-server" in message
 
 
 def test_the_endpoint_is_named_at_once(lake: Settings, holder: subprocess.Popen) -> None:
@@ -81,3 +81,5 @@ def test_a_shared_metastore_database_is_never_checked(lake: Settings, holder: su
     conf = {**lake.spark.conf, "spark.hadoop.javax.jdo.option.ConnectionURL": "jdbc:postgresql://db/hive"}
     shared = dataclasses.replace(lake, spark=dataclasses.replace(lake.spark, conf=conf))
     check_catalog_free(shared, wait_seconds=0)
+    server = dataclasses.replace(lake, metastore_server="jdbc:derby://127.0.0.1:1527/marketlake;create=true")
+    check_catalog_free(server, wait_seconds=0)

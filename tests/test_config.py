@@ -68,6 +68,21 @@ def test_checkpoints_mode_is_one_of_three(tmp_path: Path, monkeypatch: pytest.Mo
         load_settings("local", conf)
 
 
+def test_the_metastore_is_embedded_or_a_server_with_a_jdbc_url(tmp_path: Path) -> None:
+    assert load_settings("local").metastore_server is None
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    url = "jdbc:derby://127.0.0.1:1527/marketlake;create=true"
+    (conf / "local.yaml").write_text(f"metastore: {{kind: server, url: '{url}'}}\n")
+    assert load_settings("local", conf).metastore_server == url
+    (conf / "local.yaml").write_text("metastore: {kind: server, url: '127.0.0.1:1527'}\n")
+    with pytest.raises(ConfigError, match=r"^metastore.kind is server, so metastore.url must be a JDBC URL"):
+        load_settings("local", conf)
+    (conf / "local.yaml").write_text("metastore: {kind: shared}\n")
+    with pytest.raises(ConfigError, match=r"^metastore.kind is 'shared'; choose embedded or server$"):
+        load_settings("local", conf)
+
+
 def test_sources_are_typed_contracts() -> None:
     s = load_settings("local")
     trades = s.domain_sources("exchange")["trades"]

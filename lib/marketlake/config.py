@@ -73,6 +73,7 @@ class Settings:
     conf_dir: Path = CONF_DIR
     overlays: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     checkpoints: str = "auto"  # auto, local or reliable: see lakehouse.checkpoints in conf/base.yaml
+    metastore_server: str | None = None  # the JDBC URL of a metastore every driver reaches (metastore: in conf)
 
     @property
     def metastore_dir(self) -> Path:
@@ -233,6 +234,7 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Setti
             conf_dir=conf_dir,
             overlays=_freeze(dict(overlays)),
             checkpoints=_checkpoints(lakehouse.get("checkpoints")),
+            metastore_server=_metastore_server(raw.get("metastore") or {}),
         )
     except KeyError as exc:
         raise ConfigError(f"config is missing the required key {exc}") from None
@@ -246,6 +248,18 @@ def _checkpoints(value: object) -> str:
     if mode not in CHECKPOINT_MODES:
         raise ConfigError(f"lakehouse.checkpoints is '{value}'; choose one of {', '.join(CHECKPOINT_MODES)}")
     return mode
+
+
+def _metastore_server(metastore: Mapping[str, Any]) -> str | None:
+    kind = str(metastore.get("kind") or "embedded").strip().lower()
+    if kind == "embedded":
+        return None
+    if kind != "server":
+        raise ConfigError(f"metastore.kind is '{metastore.get('kind')}'; choose embedded or server")
+    url = str(metastore.get("url") or "").strip()
+    if not url.startswith("jdbc:"):
+        raise ConfigError(f"metastore.kind is server, so metastore.url must be a JDBC URL (it is '{url}')")
+    return url
 
 
 def parse_date(value: str, what: str = "date") -> date:

@@ -57,6 +57,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.executor.extraJavaOptions": f"-Dlog4j.configurationFile=file:{LOG4J_CONF} -Duser.timezone=UTC",
         "spark.executorEnv.TZ": "UTC",
         "spark.marketlake.root": str(root),
+        **metastore_client_conf(settings),
     }
 
 
@@ -66,8 +67,32 @@ def derby_url(settings: Settings) -> str:
 
 
 def metastore_url(settings: Settings) -> str:
-    """A metastore database of the user's (conf/<env>.yaml), else the embedded Derby one."""
-    return str(settings.spark.conf.get(METASTORE_URL, derby_url(settings)))
+    """The metastore database: the user's own (spark.conf), else a server's (metastore.kind: server), else the
+    embedded Derby one."""
+    return str(settings.spark.conf.get(METASTORE_URL) or settings.metastore_server or derby_url(settings))
+
+
+def derby_client_jar(jars_dir: Path = JARS_DIR) -> Path:
+    """Derby's network client driver (pyspark ships Derby's embedded driver, not this one)."""
+    jars = sorted((jars_dir / "derby").glob("derbyclient-*.jar"))
+    if not jars:
+        raise ConfigError(
+            f"the metastore is a Derby network server, whose client driver is not in {jars_dir / 'derby'}; "
+            "run `make derby-jars` (it fetches it with Maven)"
+        )
+    return jars[-1]
+
+
+def metastore_client_conf(settings: Settings) -> dict[str, str]:
+    """What the driver needs to reach a Derby network server metastore: its JDBC driver, on the driver JVM's
+    classpath (spark.jars loads it too late for the metastore's connection pool). Empty for any other metastore."""
+    if not metastore_url(settings).startswith("jdbc:derby://"):
+        return {}
+    classpath = [str(derby_client_jar()), settings.spark.conf.get("spark.driver.extraClassPath", "")]
+    return {
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.apache.derby.jdbc.ClientDriver",
+        "spark.driver.extraClassPath": ":".join(p for p in classpath if p),
+    }
 
 
 SERVING_FILE = "serving.json"
@@ -121,8 +146,8 @@ def _busy_message(settings: Settings, endpoint: dict | None) -> str:
         )
     return (
         f"{where} (another job, or the SQL endpoint); wait for it to finish, or give this run a lakehouse of its "
-        "own (MARKETLAKE_LAKEHOUSE), or point spark.hadoop.javax.jdo.option.ConnectionURL at a shared metastore "
-        "database in conf/<env>.yaml"
+        "own (MARKETLAKE_LAKEHOUSE), or share a metastore server (metastore: {kind: server} in conf/<env>.yaml, "
+        "make metastore-server; or spark.hadoop.javax.jdo.option.ConnectionURL for another database)"
     )
 
 

@@ -1,0 +1,73 @@
+"""Several Spark drivers at once on one lakehouse, through a metastore that is a server (Derby's network server
+from Maven Central, started on 127.0.0.1 by the test, as `make metastore-server` does): both jobs run, and each
+sees the other's table. The embedded metastore's one-process rule and its one-line refusal are in
+test_catalog_lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from marketlake.metastore import server_command
+from marketlake.session import JARS_DIR
+from tests.conftest import REPO, free_port, run_job
+
+
+@pytest.fixture(scope="module")
+def derby_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    home, port = tmp_path_factory.mktemp("derby"), free_port()
+    log = home / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(server_command(JARS_DIR, home, "127.0.0.1", port), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the Derby server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_two_drivers_at_once_share_the_catalog_through_the_server(tmp_path: Path, derby_port: int) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(os.environ.get("MARKETLAKE_CONF_DIR", REPO / "conf"), conf)
+    local = yaml.safe_load((conf / "local.yaml").read_text())
+    url = f"jdbc:derby://127.0.0.1:{derby_port}/marketlake;create=true"
+    local["metastore"] = {"kind": "server", "url": url}
+    (conf / "local.yaml").write_text(yaml.safe_dump(local))
+    lakehouse = tmp_path / "lh"
+    env = {**os.environ, "MARKETLAKE_CONF_DIR": str(conf), "MARKETLAKE_LAKEHOUSE": str(lakehouse)}
+    # The metastore's schema is created once, by the first driver (two at once on an empty database would both
+    # create it and wait out Derby's deadlock detection); a server is set up once too.
+    run_job("query.py", f"CREATE DATABASE shared LOCATION '{lakehouse / 'shared'}'", env=env)
+
+    def job(name: str) -> subprocess.Popen:
+        sql = f"CREATE TABLE shared.{name} USING DELTA AS SELECT '{name}' AS made_by, id FROM range(3)"
+        command = [sys.executable, str(REPO / "jobs" / "query.py"), sql, "SHOW TABLES IN shared"]
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first, second = job("first"), job("second")  # both drivers hold the catalog at the same time
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    assert not (lakehouse / "_metastore" / "metastore_db").exists()  # no embedded metastore was opened
+    union = " UNION ALL ".join(f"SELECT made_by, count(*) AS n FROM shared.{t} GROUP BY 1" for t in ("first", "second"))
+    out = run_job("query.py", "--format", "json", union, env=env).stdout
+    rows = sorted((r["made_by"], r["n"]) for r in map(json.loads, out.splitlines()))
+    assert rows == [("first", 3), ("second", 3)]
