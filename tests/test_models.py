@@ -6,9 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import site
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -37,7 +40,7 @@ from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, load_models
 from marketlake.models.train import fit_single_node, fit_xgboost
 from marketlake.tables import create_table_if_missing, read_delta
 from tests import notebooks
-from tests.conftest import REPO, run_job
+from tests.conftest import REPO, free_port, run_job
 from tests.synthetic import fit_inputs, purchase_outcomes_frame
 
 CONF = load_models(CONF_DIR)
@@ -101,11 +104,43 @@ def test_precision_recall_at_k_and_calibration_error(spark: SparkSession) -> Non
 
 
 @pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """MLflow's tracking server as a team runs it (`mlflow server`: a database backend, artifacts proxied by the
+    server) on 127.0.0.1; its URL. This module's models are trained, registered, loaded and scored through it."""
+    home, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
+    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "art")]
+    command += ["--workers", "1"]
+    log = home / "server.log"
+    with log.open("w") as out:  # its own process group: the server's workers are stopped with it
+        proc = subprocess.Popen(command, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
 def lake(
-    spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    spark: SparkSession, settings: Settings, tmp_path_factory: pytest.TempPathFactory, tracking_server: str
 ) -> Iterator[tuple[Settings, str]]:
-    """A lakehouse of its own (MLflow store included) with the synthetic purchase outcomes as a gold table in a
-    fresh database."""
+    """A lakehouse of its own with the synthetic purchase outcomes as a gold table in a fresh database, tracked on
+    the MLflow server (MLFLOW_TRACKING_URI, as a user points every job at a team server)."""
     root = tmp_path_factory.mktemp("models")
     db = f"t_{uuid.uuid4().hex[:10]}"
     spark.sql(f"CREATE DATABASE {db} LOCATION '{root / db}'")
@@ -113,8 +148,10 @@ def lake(
     create_table_if_missing(spark, f"{db}.{REGRET.table}", frame.schema, [REGRET.date])
     frame.write.format("delta").mode("append").save(str(root / db / REGRET.table))
     local = dataclasses.replace(settings, lakehouse_root=root)
-    registry.configure(local, CONF)
-    yield local, db
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", tracking_server)
+        assert registry.configure(local, CONF) == tracking_server
+        yield local, db
     spark.sql(f"DROP DATABASE IF EXISTS {db} CASCADE")
 
 
