@@ -103,6 +103,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture(scope="session")
 def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real HDFS on 127.0.0.1 (Apache Hadoop's MiniDFSCluster: a NameNode and a DataNode, from Maven Central by
@@ -117,12 +122,8 @@ def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command += ["-D", f"hdfs.minidfs.basedir={work / 'data'}", "-writeDetails", str(details)]
     with log.open("w") as out:  # the manager resolves some folders against its working directory
         proc = subprocess.Popen(command, cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not (details.exists() and details.stat().st_size):  # written once the DataNode has registered
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"HDFS did not start:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
+    try:  # the details are written once the DataNode has registered
+        wait_ready(lambda: details.exists() and details.stat().st_size > 0, "HDFS", proc, log, 120)
         yield f"hdfs://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -135,14 +136,16 @@ def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:
     """Until `text` appears in a process's log; fails with the log's end if the process ends or time runs out."""
+    wait_ready(lambda: log.exists() and text in log.read_text(errors="replace"), f"'{text}'", proc, log, seconds)
+
+
+def wait_ready(ready: Callable[[], bool], what: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
+    """Until ready() holds for a server a test started; fails with its log's end if it ends or time runs out."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise AssertionError(f"'{text}' not seen in {log}:\n{log.read_text(errors='replace')[-3000:]}")
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"not ready ({what}):\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.25)
 
 
 def load_job(job: str) -> ModuleType:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import yaml
 
 from marketlake.metastore import server_command
 from marketlake.session import JARS_DIR
-from tests.conftest import REPO, free_port, run_job
+from tests.conftest import REPO, free_port, listening, run_job, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +28,7 @@ def derby_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     with log.open("w") as out:
         proc = subprocess.Popen(server_command(JARS_DIR, home, "127.0.0.1", port), stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the Derby server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_ready(lambda: listening(port), "Derby's network server", proc, log, 60)
         yield port
     finally:
         proc.terminate()

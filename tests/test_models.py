@@ -10,7 +10,6 @@ import signal
 import site
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, load_models
 from marketlake.models.train import fit_single_node, fit_xgboost
 from marketlake.tables import create_table_if_missing, read_delta
 from tests import notebooks
-from tests.conftest import REPO, free_port, run_job
+from tests.conftest import REPO, free_port, run_job, wait_ready
 from tests.synthetic import fit_inputs, purchase_outcomes_frame
 
 CONF = load_models(CONF_DIR)
@@ -116,11 +115,7 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(command, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_ready(lambda: _healthy(url), "mlflow server", proc, log, 120)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
