@@ -31,6 +31,7 @@ from marketlake.catalogue import (
 from marketlake.config import Settings
 from marketlake.errors import InputError
 from marketlake.lakeread import LakeSQL, qualified_names, read_table
+from marketlake.location import Location
 from tests import canonical
 from tests.conftest import REPO
 
@@ -100,7 +101,7 @@ def test_every_job_refreshes_the_manifest_and_a_duckdb_query_does_not(
 ) -> None:
     code, _, err = job_in_process("query.py", f"CREATE TABLE {database}.made_by_sql (id INT) USING delta")
     assert code == 0, err
-    manifest = catalogue_path(settings.lakehouse_root)
+    manifest = catalogue_path(settings.lakehouse_root).local_path
     assert f"{database}.made_by_sql" in read_catalogue(settings.lakehouse_root).entries
     written = manifest.stat().st_mtime_ns
     code, out, err = job_in_process("query.py", "--engine", "duckdb", "--format", "json", "SELECT 1 AS one")
@@ -291,3 +292,21 @@ def test_views_and_stale_entries_are_named(spark: SparkSession, database: str, t
     spark.sql(f"DROP TABLE {database}.dropped_later")  # the manifest is stale until a job refreshes it
     with LakeSQL(read_catalogue(root)) as lake, pytest.raises(InputError, match=r"no Delta table at .*refresh"):
         lake.relation(f"SELECT * FROM {database}.dropped_later")
+
+
+def test_a_lakehouse_on_hdfs_is_read_by_name_without_a_jvm(spark: SparkSession, hdfs: str) -> None:
+    """On HDFS a job writes the manifest through Hadoop's FileSystem (a hidden temporary file renamed over the old
+    manifest), and lakeread reads it, then the table it names, through delta-rs's own HDFS client."""
+    root = Location.of(f"{hdfs}/lake-{uuid.uuid4().hex[:8]}")
+    location = str(root / "gold" / "t")
+    spark.range(3).write.format("delta").save(location)
+    stale = CatalogueEntry("gold.gone", str(root / "gold" / "gone"), "delta", "EXTERNAL")
+    assert write_catalogue(root, [stale], spark) == catalogue_path(root)
+    entry = CatalogueEntry("gold.t", location, "delta", "EXTERNAL")
+    write_catalogue(root, [entry], spark)
+    catalogue = read_catalogue(root)
+    assert catalogue.entries == {"gold.t": entry}
+    assert sorted(read_table("gold.t", catalogue).column("id").to_pylist()) == [0, 1, 2]
+    folder = spark._jvm.org.apache.hadoop.fs.Path(str(root))
+    listed = folder.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).listStatus(folder)
+    assert sorted(str(s.getPath().getName()) for s in listed) == ["_catalogue.json", "gold"]  # no temporary file

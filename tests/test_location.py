@@ -1,13 +1,15 @@
 """Lakehouse locations on any filesystem (no Spark): joins keep a URI's scheme and authority, a local folder stays the
-plain path it always was."""
+plain path it always was, and the catalogue manifest of a lakehouse elsewhere is read through delta-rs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from marketlake.errors import ConfigError
+from marketlake.catalogue import CatalogueEntry, catalogue_path, read_catalogue, write_catalogue
+from marketlake.errors import ConfigError, InputError
 from marketlake.location import Location
 
 HDFS = "hdfs://namenode:8020/data/lake"
@@ -46,3 +48,32 @@ def test_a_remote_location_has_no_local_path_and_a_malformed_uri_is_refused() ->
         Location.of("file://otherhost/lake")
     with pytest.raises(ValueError, match=r"^write a s3a: location as s3a://authority/path$"):
         Location.of("s3a:bucket/lake")
+
+
+def test_the_manifest_of_a_distributed_lakehouse_is_read_through_delta_rs(tmp_path: Path) -> None:
+    """The object store delta-rs opens that lakehouse's tables with reads the manifest, without a JVM: here on the
+    local filesystem, named by a URI as an hdfs:// or s3a:// one would be (Location.of makes file: URIs local)."""
+    entries = [CatalogueEntry("gold.exchange_rfm", f"{HDFS}/gold/exchange_rfm", "delta", "EXTERNAL")]
+    written = write_catalogue(tmp_path, entries)
+    assert written == catalogue_path(tmp_path) and written.local_path == tmp_path / "_catalogue.json"
+    assert json.loads(written.local_path.read_text())["tables"]["gold.exchange_rfm"]["type"] == "EXTERNAL"
+    uri = Location(f"file://{tmp_path}")
+    assert not uri.is_local
+    catalogue = read_catalogue(uri)
+    assert catalogue.path == Location(f"file://{tmp_path}/_catalogue.json")
+    assert catalogue.resolve("GOLD.exchange_rfm") == entries[0]
+    with pytest.raises(InputError, match=r"^no catalogue manifest at file://.*/elsewhere/_catalogue\.json: run a job"):
+        read_catalogue(Location(f"file://{tmp_path}/elsewhere"))
+    (tmp_path / "_catalogue.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"^the catalogue manifest file://\S+ is unreadable \(.*\); run any job"):
+        read_catalogue(uri)
+    with pytest.raises(ValueError, match="needs a SparkSession"):
+        write_catalogue(Location.of(HDFS), entries)
+
+
+def test_an_unreachable_store_is_one_line_saying_why() -> None:
+    with pytest.raises(InputError) as caught:
+        read_catalogue("hdfs://127.0.0.1:9/lake")  # nothing listens on the discard port
+    message = str(caught.value)
+    assert message.startswith("cannot read the catalogue manifest hdfs://127.0.0.1:9/lake/_catalogue.json: ")
+    assert "Connection refused" in message and "\n" not in message and "\x1b" not in message

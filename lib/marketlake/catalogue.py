@@ -4,7 +4,9 @@ resolve catalogue names without opening the metastore, which embedded Derby lets
 
 Every job refreshes it when it ends (marketlake.cli.run) from what the metastore lists then, so a table created,
 dropped or moved by any job, or by a user's DDL through jobs/query.py, shows up after that job. Writing it needs a
-SparkSession; reading it needs nothing but this module, which never imports pyspark.
+SparkSession; reading it needs nothing but this module, which never imports pyspark. On distributed storage the job
+writes it through Hadoop's FileSystem (as it writes the tables) and a reader reads it through delta-rs's object store
+(as it reads the tables), so a lakehouse on hdfs:// or s3a:// is read without a JVM too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from marketlake.errors import InputError
+from marketlake.location import Location
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,7 +57,7 @@ class CatalogueEntry:
 
 @dataclass(frozen=True)
 class Catalogue:
-    path: Path
+    path: Location
     updated_at: str
     entries: Mapping[str, CatalogueEntry]
 
@@ -75,8 +79,8 @@ class Catalogue:
         )
 
 
-def catalogue_path(root: Path) -> Path:
-    return Path(root) / CATALOGUE_FILE
+def catalogue_path(root: Location | Path | str) -> Location:
+    return Location.of(root) / CATALOGUE_FILE
 
 
 def location_of(uri: str) -> str:
@@ -126,31 +130,45 @@ def list_catalogue(spark: SparkSession) -> list[CatalogueEntry]:
 _SEPARATOR = "\u0000"  # between two tables' texts; no table text holds it
 
 
-def write_catalogue(root: Path, entries: list[CatalogueEntry]) -> Path:
-    """Write the manifest atomically (a temporary file in the same folder, then a rename), so a reader sees the old
-    manifest or the new one, never part of one."""
+def write_catalogue(
+    root: Location | Path | str, entries: list[CatalogueEntry], spark: SparkSession | None = None
+) -> Location:
+    """Write the manifest atomically (a temporary file beside it, then a rename), so a reader sees the old manifest or
+    the new one, never part of one. A lakehouse on distributed storage is written through the session's Hadoop
+    FileSystem (marketlake.fs.replace_text), so it needs the session."""
     path = catalogue_path(root)
     document: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "tables": {e.name: {"location": e.location, "provider": e.provider, "type": e.kind} for e in entries},
     }
+    text = json.dumps(document, indent=1, sort_keys=True) + "\n"
+    if path.is_local:
+        _replace_local(path.local_path, text)
+    elif spark is None:
+        raise ValueError(f"writing the catalogue manifest {path} needs a SparkSession (it is not a local file)")
+    else:
+        from marketlake.fs import replace_text  # imports pyspark, which a reader of the manifest never needs
+
+        replace_text(spark, str(path), text)
+    return path
+
+
+def _replace_local(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CATALOGUE_FILE}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as out:
-            json.dump(document, out, indent=1, sort_keys=True)
-            out.write("\n")
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
-def refresh_catalogue(spark: SparkSession) -> Path | None:
+def refresh_catalogue(spark: SparkSession) -> Location | None:
     """Rewrite the manifest of the lakehouse whose metastore this session holds (the root its JVM started with;
     None for a session that did not come from the session factory)."""
     root = spark.sparkContext.getConf().get(ROOT_CONF)
@@ -158,16 +176,17 @@ def refresh_catalogue(spark: SparkSession) -> Path | None:
         return None
     started = time.perf_counter()
     entries = list_catalogue(spark)
-    path = write_catalogue(Path(root), entries)
+    path = write_catalogue(root, entries, spark)
     log.info("catalogue manifest: %d tables in %s (%.2f s)", len(entries), path, time.perf_counter() - started)
     return path
 
 
-def read_catalogue(root: Path) -> Catalogue:
-    """The manifest of the lakehouse at root, or one clear error saying how to get one."""
+def read_catalogue(root: Location | Path | str) -> Catalogue:
+    """The manifest of the lakehouse at root (a local folder, or a URI delta-rs reads), or one clear error saying how
+    to get one."""
     path = catalogue_path(root)
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.local_path.read_text() if path.is_local else _read_remote(path))
         tables = document["tables"]
         entries = {
             name: CatalogueEntry(name, str(t["location"]), str(t["provider"]), str(t["type"]))
@@ -179,5 +198,34 @@ def read_catalogue(root: Path) -> Catalogue:
             f"ends, e.g. jobs/summary.py), or point MARKETLAKE_LAKEHOUSE at the lakehouse"
         ) from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"the catalogue manifest {path} is unreadable ({exc}); run any job to rewrite it") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"the catalogue manifest {path} is unreadable ({reason}); run any job to rewrite it") from None
     return Catalogue(path=path, updated_at=str(document.get("updated_at", "")), entries=entries)
+
+
+def _read_remote(path: Location) -> str:
+    """A small file on distributed storage, read by delta-rs's object store (the one DeltaTable reads that lakehouse's
+    tables with, configured the same way: HADOOP_CONF_DIR, AWS_*, ...), without a JVM. A missing file is a
+    FileNotFoundError; a store it cannot reach is one line saying why."""
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+    from deltalake.fs import DeltaStorageHandler
+
+    folder, _, name = str(path).rpartition("/")
+    try:
+        with DeltaStorageHandler(folder).open_input_file(name) as handle:
+            return handle.read().decode("utf-8")
+    except TableNotFoundError as exc:  # the folder is missing (a store with real folders checks it first)
+        raise FileNotFoundError(str(exc)) from None
+    except FileNotFoundError:
+        raise
+    except (DeltaError, OSError) as exc:
+        raise InputError(f"cannot read the catalogue manifest {path}: {_one_line(exc)}") from None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(exc: BaseException) -> str:
+    """delta-rs's error and its causes (one per line, colored, each behind an arrow) as one line."""
+    parts = [line.strip().lstrip("↳").strip() for line in _ANSI.sub("", str(exc)).splitlines()]
+    return ": ".join(p for p in parts if p) or type(exc).__name__

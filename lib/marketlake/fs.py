@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,30 @@ def move(spark: SparkSession, src: str, dst: str) -> None:
         fs.delete(hdst, False)
     if not fs.rename(hsrc, hdst):
         raise OSError(f"could not move {src} to {dst}")
+
+
+def replace_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file whole, in place of any file at path: to a hidden temporary name beside it, then
+    renamed over it (FileContext's rename with OVERWRITE, which HDFS does atomically), so a reader sees the old
+    file or the new one, never part of one."""
+    fs, hpath = _fs_and_path(spark, path)
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop = jvm.org.apache.hadoop.fs
+    tmp = hadoop.Path(hpath.getParent(), f".{hpath.getName()}.{uuid.uuid4().hex}.tmp")
+    stream = fs.create(tmp, True)
+    try:
+        stream.write(text.encode("utf-8"))
+    finally:
+        stream.close()
+    try:
+        overwrite = spark.sparkContext._gateway.new_array(hadoop.Options.Rename, 1)
+        overwrite[0] = hadoop.Options.Rename.OVERWRITE
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
+        hadoop.FileContext.getFileContext(hpath.toUri(), conf).rename(tmp, hpath, overwrite)
+    except BaseException:
+        fs.delete(tmp, False)
+        raise
 
 
 def read_first_line(spark: SparkSession, path: str) -> str | None:

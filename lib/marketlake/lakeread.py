@@ -19,6 +19,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from marketlake.catalogue import Catalogue, CatalogueEntry, read_catalogue
 from marketlake.config import load_settings
 from marketlake.errors import InputError
+from marketlake.location import Location
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,8 +29,9 @@ _LITERALS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOT
 _QUALIFIED = re.compile(r'(?<![\w."])"?(\w+)"?\."?(\w+)"?')  # name.name, either part maybe double-quoted
 
 
-def open_catalogue(root: Path | None = None, conf_env: str | None = None) -> Catalogue:
-    """The manifest of the lakehouse at root (default: the configured one, MARKETLAKE_LAKEHOUSE included)."""
+def open_catalogue(root: Location | Path | str | None = None, conf_env: str | None = None) -> Catalogue:
+    """The manifest of the lakehouse at root, a local folder or a URI (default: the configured one,
+    MARKETLAKE_LAKEHOUSE included)."""
     return read_catalogue(root if root is not None else load_settings(conf_env).lakehouse_root)
 
 
