@@ -35,8 +35,9 @@ if [[ ! -f $job ]]; then
   exit 2
 fi
 
-# Master, lakehouse root and Delta jars, as the config and environment give them.
-# A config mistake (a lakehouse root that is not a local folder, a broken YAML file) is one error line and exit 2.
+# Master, the embedded metastore's folder ("-" for none), Delta jars, as the config and environment give them.
+# A config mistake (a lakehouse on distributed storage with an embedded metastore, a broken YAML file) is one error
+# line and exit 2.
 settings=$("$PY" - <<'PYEOF'
 import os
 import sys
@@ -50,18 +51,26 @@ from marketlake.session import delta_jars, metastore_client_conf
 try:
     s = load_settings()
     driver_classpath = metastore_client_conf(s).get("spark.driver.extraClassPath", "")
+    derby_home = s.metastore_dir if s.lakehouse_root.is_local else "-"
 except MarketlakeError as exc:
     sys.exit(f"error: {exc}")
 jars = ",".join(str(j) for j in delta_jars())
-print(s.spark.master, s.lakehouse_root, jars, os.path.dirname(pyspark.__file__), driver_classpath)
+print(s.spark.master, derby_home, jars, os.path.dirname(pyspark.__file__), driver_classpath)
 PYEOF
 ) || exit 2
-read -r conf_master root jars spark_home driver_classpath <<< "$settings"
+read -r conf_master derby_home jars spark_home driver_classpath <<< "$settings"
 # A metastore server's JDBC driver must be on the driver JVM's classpath when it starts.
 if [[ -n $driver_classpath ]]; then submit_opts+=(--driver-class-path "$driver_classpath"); fi
 master=${master:-$conf_master}
 
-mkdir -p "$HERE/dist" "$root/_metastore"
+mkdir -p "$HERE/dist"
+# Derby's home, when the metastore may be the embedded one (a local lakehouse); a lakehouse on distributed storage
+# has its catalog in a metastore server.
+derby_opt=
+if [[ $derby_home != - ]]; then
+  mkdir -p "$derby_home"
+  derby_opt="-Dderby.system.home=$derby_home "
+fi
 lib_zip=$HERE/dist/marketlake-lib.zip
 (cd "$HERE/lib" && "$PY" -m zipfile -c "$lib_zip" marketlake >/dev/null)
 
@@ -73,7 +82,7 @@ exec "$VENV/bin/spark-submit" \
   --name "marketlake:$(basename "$job" .py)" \
   --jars "$jars" \
   --py-files "$lib_zip" \
-  --driver-java-options "-Dderby.system.home=$root/_metastore -Dlog4j.configurationFile=file:$HERE/conf/log4j2.properties -Duser.timezone=UTC" \
+  --driver-java-options "${derby_opt}-Dlog4j.configurationFile=file:$HERE/conf/log4j2.properties -Duser.timezone=UTC" \
   --conf "spark.executorEnv.PYSPARK_PYTHON=$PY" \
   --conf "spark.executorEnv.TZ=UTC" \
   "${submit_opts[@]}" \

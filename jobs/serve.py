@@ -12,7 +12,7 @@ from marketlake.cli import base_parser, log, run
 from marketlake.config import load_settings
 from marketlake.errors import InputError
 from marketlake.serve import Endpoint, Server, check_port_free, sync_catalog_schemas
-from marketlake.session import SERVING_FILE, get_spark
+from marketlake.session import get_spark, serving_marker
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     updated = sync_catalog_schemas(spark, settings.databases)
     if updated:
         log.info("wrote the schemas of %d tables into the metastore: %s", len(updated), ", ".join(updated))
-    server = Server(spark, endpoint, settings.metastore_dir / SERVING_FILE)
+    server = Server(spark, endpoint, serving_marker(settings))
     print(f"serving {settings.lakehouse_root} at {endpoint.url} (Ctrl-C stops)", flush=True)
     try:
         while not stop.wait(1):

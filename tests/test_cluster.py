@@ -130,7 +130,8 @@ def test_spark_submit_reports_a_missing_job_clearly() -> None:
 
 
 def test_spark_submit_refuses_a_lakehouse_it_cannot_use_in_one_line(tmp_path: Path) -> None:
-    """A distributed-storage root is refused before anything is created (no local `hdfs:` folder, no metastore)."""
+    """A lakehouse on distributed storage with the embedded metastore (which needs a local disk) is refused before
+    anything is created (no local `hdfs:` folder, no metastore folder)."""
     env = {**os.environ, "MARKETLAKE_LAKEHOUSE": "hdfs://127.0.0.1:9/lake"}
     result = subprocess.run(
         [str(REPO / "spark-submit.sh"), str(REPO / "jobs" / "summary.py")],
@@ -141,7 +142,8 @@ def test_spark_submit_refuses_a_lakehouse_it_cannot_use_in_one_line(tmp_path: Pa
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: lakehouse root hdfs://127.0.0.1:9/lake: the lakehouse must be a local folder or a file: URI for now; "
-        "distributed storage (hdfs:) is not supported yet"
+        "error: lakehouse root hdfs://127.0.0.1:9/lake is not a local folder, so the embedded metastore (Derby, on "
+        "local disk) cannot live in it; use a metastore every driver reaches: metastore: {kind: server, url: ...} in "
+        "conf/<env>.yaml (make metastore-server), or spark.hadoop.javax.jdo.option.ConnectionURL"
     ]
     assert not any(tmp_path.iterdir())

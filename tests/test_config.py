@@ -22,39 +22,61 @@ def test_env_file_is_merged_over_base(tmp_path: Path, monkeypatch: pytest.Monkey
     assert cluster.spark.master == "spark://127.0.0.1:7077"
     assert cluster.spark.conf["spark.sql.shuffle.partitions"] == "16"
     assert cluster.spark.conf["spark.sql.session.timeZone"] == "UTC"  # from base, kept
-    assert local.lakehouse_root == tmp_path / "lakehouse"
-    assert local.landing_dir == tmp_path / "lakehouse" / "landing"
+    assert local.lakehouse_root.local_path == tmp_path / "lakehouse"
+    assert local.landing_dir.local_path == tmp_path / "lakehouse" / "landing"
 
 
 def test_environment_variables_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", str(tmp_path / "lh"))
     monkeypatch.setenv("MARKETLAKE_SPARK_MASTER", "local[1]")
     s = load_settings("local")
-    assert s.lakehouse_root == tmp_path / "lh"
-    assert s.landing_dir == tmp_path / "lh" / "landing"
+    assert s.lakehouse_root.local_path == tmp_path / "lh"
+    assert s.landing_dir.local_path == tmp_path / "lh" / "landing"
     assert s.spark.master == "local[1]"
-    assert s.database_location("bronze") == tmp_path / "lh" / "bronze"
+    assert str(s.database_location("bronze")) == str(tmp_path / "lh" / "bronze")
 
 
-def test_a_file_uri_is_the_local_folder_and_another_uri_is_one_clear_error(
+def test_a_file_uri_is_the_local_folder_and_distributed_storage_is_kept_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """hdfs://nn:8020/lake resolved as a path names a local folder `hdfs:` under the working directory, where every
-    table would silently land; until distributed storage is supported, such a root is refused by name."""
+    """A distributed root keeps its scheme and authority in every location made from it (a pathlib join would make
+    hdfs://nn:8020/lake the local folder hdfs:/nn:8020/lake), and nothing is created on the local disk."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MARKETLAKE_LANDING", raising=False)
     monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", f"file://{tmp_path}/my%20lake")
-    assert load_settings("local").lakehouse_root == tmp_path / "my lake"
-    for uri in ("hdfs://127.0.0.1:8020/lake", "s3a://bucket/lake"):
-        monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", uri)
-        with pytest.raises(
-            ConfigError, match=rf"^lakehouse root {uri}: the lakehouse must be a local folder or a file: URI"
-        ):
+    assert load_settings("local").lakehouse_root.local_path == tmp_path / "my lake"
+    for uri in ("hdfs://127.0.0.1:8020/lake", "s3a://bucket/lake", "s3://bucket/lake", "gs://bucket/lake"):
+        monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", f"{uri}/")
+        s = load_settings("local")
+        assert (str(s.lakehouse_root), str(s.landing_dir)) == (uri, f"{uri}/landing")
+        assert str(s.database_location("silver") / "exchange_trades") == f"{uri}/silver/exchange_trades"
+        assert (str(s.warehouse_dir), str(s.checkpoint_dir)) == (f"{uri}/_warehouse", f"{uri}/_checkpoints")
+        assert not s.lakehouse_root.is_local
+    abfss = "abfss://lake@account.dfs.core.windows.net/marketlake"
+    monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", abfss)
+    monkeypatch.setenv("MARKETLAKE_LANDING", "landing")
+    s = load_settings("local")
+    assert str(s.database_location("gold")) == f"{abfss}/gold"
+    assert s.landing_dir.local_path == tmp_path / "landing"  # a local landing zone beside a distributed lakehouse
+    assert not any(tmp_path.iterdir())  # nothing created, no `hdfs:` folder
+
+
+def test_a_root_marketlake_cannot_use_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    refused = {
+        "http://host/lake": r"http: is not a filesystem marketlake reads and writes; use a local folder, a file:/// "
+        r"URI or one of hdfs://, s3a://, s3://, abfss://, gs://$",
+        "hdfs:/lake": r"write a hdfs: location as hdfs://authority/path$",
+    }
+    for root, error in refused.items():
+        monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", root)
+        with pytest.raises(ConfigError, match=rf"^lakehouse root {root}: {error}"):
             load_settings("local")
     monkeypatch.setenv("MARKETLAKE_LAKEHOUSE", str(tmp_path / "lh"))
     monkeypatch.setenv("MARKETLAKE_LANDING", "file://otherhost/landing")
     with pytest.raises(ConfigError, match=r"^landing folder file://otherhost/landing: a file: URI must name this host"):
         load_settings("local")
-    assert not any(tmp_path.iterdir())  # nothing created, no `hdfs:` folder
+    assert not any(tmp_path.iterdir())
 
 
 def test_checkpoints_mode_is_one_of_three(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,24 +5,24 @@ conf/<env>.yaml is merged over conf/<file>.yaml, so an environment changes one p
 MARKETLAKE_CONF_DIR names another conf directory (every file is read from it).
 
 Environment overrides, applied after the files: MARKETLAKE_LAKEHOUSE (lakehouse root), MARKETLAKE_LANDING
-(landing zone), MARKETLAKE_SPARK_MASTER (Spark master). Relative paths resolve against the working directory.
+(landing zone), MARKETLAKE_SPARK_MASTER (Spark master). The root and the landing zone are local folders (relative
+paths resolve against the working directory) or URIs of a distributed filesystem or object store (REMOTE_SCHEMES).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import yaml
 
 from marketlake.errors import ConfigError, InputError
+from marketlake.location import Location
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT_ENV = "local"
@@ -60,8 +60,8 @@ class SparkSettings:
 @dataclass(frozen=True)
 class Settings:
     env: str
-    lakehouse_root: Path
-    landing_dir: Path
+    lakehouse_root: Location
+    landing_dir: Location
     databases: tuple[str, ...]
     spark: SparkSettings
     generator: Mapping[str, Any]
@@ -75,16 +75,30 @@ class Settings:
     checkpoints: str = "auto"  # auto, local or reliable: see lakehouse.checkpoints in conf/base.yaml
     metastore_server: str | None = None  # the JDBC URL of a metastore every driver reaches (metastore: in conf)
 
-    @property
-    def metastore_dir(self) -> Path:
-        return self.lakehouse_root / "_metastore"
+    def __post_init__(self) -> None:
+        """A path or URI given for the root or the landing zone (dataclasses.replace with a tmp_path) becomes a
+        Location, as load_settings makes them."""
+        object.__setattr__(self, "lakehouse_root", Location.of(self.lakehouse_root))
+        object.__setattr__(self, "landing_dir", Location.of(self.landing_dir))
 
     @property
-    def warehouse_dir(self) -> Path:
+    def metastore_dir(self) -> Path:
+        """The embedded Derby metastore's folder, <root>/_metastore. Derby needs a local disk, so a lakehouse on
+        distributed storage has none: its catalog lives in a metastore server (one clear error naming the fix)."""
+        if not self.lakehouse_root.is_local:
+            raise ConfigError(
+                f"lakehouse root {self.lakehouse_root} is not a local folder, so the embedded metastore (Derby, on "
+                "local disk) cannot live in it; use a metastore every driver reaches: metastore: {kind: server, url: "
+                "...} in conf/<env>.yaml (make metastore-server), or spark.hadoop.javax.jdo.option.ConnectionURL"
+            )
+        return self.lakehouse_root.local_path / "_metastore"
+
+    @property
+    def warehouse_dir(self) -> Location:
         return self.lakehouse_root / "_warehouse"
 
     @property
-    def checkpoint_dir(self) -> Path:
+    def checkpoint_dir(self) -> Location:
         """Reliable checkpoints' folder; each Spark application writes under a folder of its own inside it."""
         return self.lakehouse_root / "_checkpoints"
 
@@ -92,7 +106,7 @@ class Settings:
         """The environment's overrides for conf/<name>.yaml (empty when it has none)."""
         return _thaw(self.overlays.get(name) or {})
 
-    def database_location(self, database: str) -> Path:
+    def database_location(self, database: str) -> Location:
         return self.lakehouse_root / database
 
     def domains(self) -> tuple[str, ...]:
@@ -169,25 +183,28 @@ def _source_spec(domain: str, entity: str, raw: Mapping[str, Any]) -> SourceSpec
     return spec
 
 
-_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+# Distributed filesystems and object stores a lakehouse (or its landing zone) may live on: Hadoop's FileSystem
+# reads and writes them for Spark and Delta, delta-rs for marketlake.lakeread.
+REMOTE_SCHEMES = ("hdfs", "s3a", "s3", "abfss", "gs")
 
 
-def _resolve(path: str | Path, what: str) -> Path:
-    """A local folder as an absolute path; `file:///abs` is the same folder. Any other URI (hdfs://, s3a://) is one
-    clear error: resolved as a path it would name a local folder called `hdfs:`, and every table would land there."""
+def _resolve(path: str | Location, what: str) -> Location:
+    """A local folder as an absolute path (`file:///abs` is the same folder), or a URI of a filesystem in
+    REMOTE_SCHEMES as written. Any other form is one clear error, before anything is created."""
     text = os.path.expanduser(str(path))
-    scheme = _URI_SCHEME.match(text)
-    if scheme and scheme.group(1).lower() == "file":
-        parsed = urlparse(text)
-        if parsed.netloc not in ("", "localhost"):
-            raise ConfigError(f"{what} {text}: a file: URI must name this host (file:///path)")
-        text = unquote(parsed.path)
-    elif scheme and len(scheme.group(1)) > 1:  # one letter is a Windows drive, not a scheme
+    try:
+        location = Location.of(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} {text}: {exc}") from None
+    if location.is_local:
+        return Location.of(location.local_path.resolve())
+    if location.scheme not in REMOTE_SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in REMOTE_SCHEMES)
         raise ConfigError(
-            f"{what} {text}: the lakehouse must be a local folder or a file: URI for now; distributed storage "
-            f"({scheme.group(1)}:) is not supported yet"
+            f"{what} {text}: {location.scheme}: is not a filesystem marketlake reads and writes; use a local folder, "
+            f"a file:/// URI or one of {schemes}"
         )
-    return Path(text).resolve()
+    return location
 
 
 def load_settings(env: str | None = None, conf_dir: Path | None = None) -> Settings:

@@ -86,17 +86,20 @@ def sync_catalog_schemas(spark: SparkSession, databases: Sequence[str]) -> list[
 
 
 class Server:
-    """A started Thrift server; stop() ends it and removes the marker other processes read (serving.json)."""
+    """A started Thrift server; stop() ends it and removes the marker other processes read (serving.json; None
+    where there is none: session.serving_marker)."""
 
-    def __init__(self, spark: SparkSession, endpoint: Endpoint, marker: Path) -> None:
+    def __init__(self, spark: SparkSession, endpoint: Endpoint, marker: Path | None) -> None:
         self.spark, self.endpoint, self.marker = spark, endpoint, marker
         jvm = spark.sparkContext._jvm
         assert jvm is not None
         server_class = getattr(jvm, THRIFT_SERVER)
         self._server = server_class.startWithSparkSession(spark._jsparkSession, False)
         wait_listening(endpoint)
-        marker.write_text(json.dumps({"pid": os.getpid(), "url": endpoint.url}))
+        if marker is not None:
+            marker.write_text(json.dumps({"pid": os.getpid(), "url": endpoint.url}))
 
     def stop(self) -> None:
-        self.marker.unlink(missing_ok=True)
+        if self.marker is not None:
+            self.marker.unlink(missing_ok=True)
         self._server.stop()

@@ -41,8 +41,9 @@ def under_spark_submit() -> bool:
 def session_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting marketlake relies on, for the builder or for spark-submit's --conf."""
     root = settings.lakehouse_root
-    metastore = settings.metastore_dir
-    java_opts = f"-Dderby.system.home={metastore} -Dlog4j.configurationFile=file:{LOG4J_CONF} -Duser.timezone=UTC"
+    java_opts = f"-Dlog4j.configurationFile=file:{LOG4J_CONF} -Duser.timezone=UTC"
+    if root.is_local:  # Derby's home; a lakehouse elsewhere has its metastore in a server
+        java_opts = f"-Dderby.system.home={settings.metastore_dir} {java_opts}"
     return {
         **settings.spark.conf,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -66,10 +67,18 @@ def derby_url(settings: Settings) -> str:
     return f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
 
 
+def metastore_embedded(settings: Settings) -> bool:
+    """Whether the catalog is the embedded Derby database under the lakehouse root: neither the user's own database
+    (spark.conf) nor a server's (metastore.kind: server)."""
+    return not (settings.spark.conf.get(METASTORE_URL) or settings.metastore_server)
+
+
 def metastore_url(settings: Settings) -> str:
     """The metastore database: the user's own (spark.conf), else a server's (metastore.kind: server), else the
-    embedded Derby one."""
-    return str(settings.spark.conf.get(METASTORE_URL) or settings.metastore_server or derby_url(settings))
+    embedded Derby one (a local lakehouse only: Settings.metastore_dir)."""
+    if metastore_embedded(settings):
+        return derby_url(settings)
+    return str(settings.spark.conf.get(METASTORE_URL) or settings.metastore_server)
 
 
 def derby_client_jar(jars_dir: Path = JARS_DIR) -> Path:
@@ -98,13 +107,19 @@ def metastore_client_conf(settings: Settings) -> dict[str, str]:
 SERVING_FILE = "serving.json"
 
 
+def serving_marker(settings: Settings) -> Path | None:
+    """Where the SQL endpoint says it is running (beside the embedded metastore it may hold, read by
+    check_catalog_free); a lakehouse on distributed storage has no embedded metastore, so no marker."""
+    return settings.metastore_dir / SERVING_FILE if settings.lakehouse_root.is_local else None
+
+
 def check_catalog_free(settings: Settings, wait_seconds: float = 20) -> None:
     """Fail with one clear line, before a JVM starts, when another process holds this lakehouse's embedded Derby
     metastore (Derby admits one JVM at a time; a second one would fail deep in the Hive client). Derby keeps an
     exclusive lock on dbex.lck while the database is booted, released when that process ends, so a lock file
     left by a killed process does not count. A job that just ended may still be stopping its JVM, so a held lock
     is given `wait_seconds` to clear, unless the SQL endpoint holds it."""
-    if metastore_url(settings) != derby_url(settings):
+    if not metastore_embedded(settings):
         return  # a shared metastore database: any number of processes
     lock = settings.metastore_dir / "metastore_db" / "dbex.lck"
     deadline = time.monotonic() + wait_seconds
@@ -165,7 +180,8 @@ def get_spark(
     pin_utc()
     if SparkContext._active_spark_context is None:  # a new JVM, or spark-submit's before it opened the catalog
         check_catalog_free(settings)
-    settings.metastore_dir.mkdir(parents=True, exist_ok=True)
+    if settings.lakehouse_root.is_local:
+        settings.metastore_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name or settings.spark.app_name)
     conf = session_conf(settings)
     if not under_spark_submit():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from marketlake.config import Settings
-from marketlake.errors import InputError
+from marketlake.errors import ConfigError, InputError
 from marketlake.models.bundle import BOOSTER_FILE, BUNDLE_FILE, ModelBundle
 from marketlake.models.spec import ModelsConf, ModelSpec
 from marketlake.models.train import TrainedModel
@@ -34,11 +34,19 @@ class RegisteredModel:
 
 
 def tracking_uri(settings: Settings, conf: ModelsConf) -> str:
-    """MLFLOW_TRACKING_URI, else tracking.uri from conf, else a SQLite store under <lakehouse>/mlflow."""
+    """MLFLOW_TRACKING_URI, else tracking.uri from conf, else a SQLite store under <lakehouse>/mlflow, which a
+    lakehouse on distributed storage cannot hold (SQLite needs a local disk): there it is one clear error."""
     configured = os.environ.get("MLFLOW_TRACKING_URI") or conf.tracking.get("uri")
     if configured:
         return str(configured)
-    return f"sqlite:///{(settings.lakehouse_root / 'mlflow' / 'mlflow.db').resolve()}"
+    root = settings.lakehouse_root
+    if not root.is_local:
+        raise ConfigError(
+            f"lakehouse root {root} is not a local folder, so MLflow's default SQLite store cannot live in it; set "
+            "tracking.uri in conf/models.yaml (an overlay in conf/<env>.yaml) or MLFLOW_TRACKING_URI to a tracking "
+            "server every job reaches"
+        )
+    return f"sqlite:///{(root.local_path / 'mlflow' / 'mlflow.db').resolve()}"
 
 
 def configure(settings: Settings, conf: ModelsConf) -> str:
@@ -56,8 +64,8 @@ def configure(settings: Settings, conf: ModelsConf) -> str:
     experiment = str(conf.tracking.get("experiment") or "marketlake")
     if mlflow.get_experiment_by_name(experiment) is None:
         artifacts = None
-        if uri.startswith("sqlite:///"):
-            artifacts = (settings.lakehouse_root / "mlflow" / "artifacts").resolve().as_uri()
+        if uri.startswith("sqlite:///") and settings.lakehouse_root.is_local:
+            artifacts = (settings.lakehouse_root.local_path / "mlflow" / "artifacts").resolve().as_uri()
         mlflow.create_experiment(experiment, artifact_location=artifacts)
     mlflow.set_experiment(experiment)
     return uri
