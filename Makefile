@@ -92,7 +92,8 @@ serve: setup
 	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/serve.py $(SERVE_ARGS)
 
 # Derby's network server as the catalog's shared metastore (metastore.kind: server in conf/<env>.yaml), on
-# 127.0.0.1:1527 (METASTORE_ARGS e.g. "--port 1528"), its data in <lakehouse>/_metastore_server; Ctrl-C stops it.
+# 127.0.0.1:1527 (METASTORE_ARGS e.g. "--port 1528"), its data in <lakehouse>/_metastore_server (or "--data DIR",
+# which a lakehouse on distributed storage needs); Ctrl-C stops it.
 metastore-server: setup derby-jars
 	MARKETLAKE_LAKEHOUSE=$(LAKEHOUSE) $(PY) jobs/metastore_server.py $(METASTORE_ARGS)
 
