@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from marketlake.errors import InputError
+from marketlake.errors import InputError, first_line
 from marketlake.location import Location
 
 if TYPE_CHECKING:
@@ -198,8 +198,9 @@ def read_catalogue(root: Location | Path | str) -> Catalogue:
             f"ends, e.g. jobs/summary.py), or point MARKETLAKE_LAKEHOUSE at the lakehouse"
         ) from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"the catalogue manifest {path} is unreadable ({reason}); run any job to rewrite it") from None
+        raise InputError(
+            f"the catalogue manifest {path} is unreadable ({first_line(exc)}); run any job to rewrite it"
+        ) from None
     return Catalogue(path=path, updated_at=str(document.get("updated_at", "")), entries=entries)
 
 

@@ -11,7 +11,7 @@ from datetime import date
 
 from marketlake.catalogue import refresh_catalogue
 from marketlake.config import parse_date
-from marketlake.errors import InputError, MarketlakeError
+from marketlake.errors import InputError, MarketlakeError, first_line
 from marketlake.runtime import drop_checkpoints, pin_utc, take_handed_out
 
 log = logging.getLogger("marketlake")
@@ -106,17 +106,13 @@ def _job_ended(catalogue: bool) -> None:
         try:
             drop_checkpoints(spark)
         except Exception as exc:
-            log.warning("could not remove the job's checkpoints: %s", _first_line(exc))
+            log.warning("could not remove the job's checkpoints: %s", first_line(exc))
         if not catalogue:
             continue
         try:
             refresh_catalogue(spark)
         except Exception as exc:
-            log.warning("could not refresh the catalogue manifest: %s", _first_line(exc))
-
-
-def _first_line(exc: Exception) -> str:
-    return str((str(exc).strip().splitlines() or [exc])[0])
+            log.warning("could not refresh the catalogue manifest: %s", first_line(exc))
 
 
 def _user_error_from_spark(exc: Exception) -> str | None:

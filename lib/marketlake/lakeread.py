@@ -18,7 +18,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from marketlake.catalogue import Catalogue, CatalogueEntry, read_catalogue
 from marketlake.config import load_settings
-from marketlake.errors import InputError
+from marketlake.errors import InputError, first_line
 from marketlake.location import Location
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def open_delta(entry: CatalogueEntry) -> DeltaTable:
             f"run any job over this lakehouse to refresh the manifest"
         ) from None
     except DeltaError as exc:
-        raise InputError(f"{entry.name} at {entry.location} is unreadable: {_first_line(exc)}") from None
+        raise InputError(f"{entry.name} at {entry.location} is unreadable: {first_line(exc)}") from None
 
 
 class DeltaScan:
@@ -128,7 +128,7 @@ class LakeSQL:
         try:
             return self.connection.sql(sql)
         except duckdb.Error as exc:
-            raise InputError(_first_line(exc)) from None
+            raise InputError(first_line(exc)) from None
 
     def frame(self, sql: str) -> pd.DataFrame:
         """The statement's whole result as a pandas DataFrame (timestamps UTC-aware): what a notebook plots."""
@@ -138,7 +138,7 @@ class LakeSQL:
         try:
             return rel.df()
         except duckdb.Error as exc:
-            raise InputError(_first_line(exc)) from None
+            raise InputError(first_line(exc)) from None
 
     def has(self, name: str) -> bool:
         """Whether the catalogue lists database.table (a table a job has not written yet is absent)."""
@@ -153,7 +153,7 @@ class LakeSQL:
         try:
             taken = rel.limit(limit + 1).fetchall()
         except duckdb.Error as exc:
-            raise InputError(_first_line(exc)) from None
+            raise InputError(first_line(exc)) from None
         columns = list(rel.columns)
         rows = [{c: _as_spark_prints(v) for c, v in zip(columns, row, strict=True)} for row in taken[:limit]]
         return rows, columns, len(taken) > limit
@@ -173,7 +173,3 @@ def _as_spark_prints(value: Any) -> Any:
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from marketlake.config import Settings
-from marketlake.errors import ConfigError, InputError
+from marketlake.errors import ConfigError, InputError, first_line
 from marketlake.models.bundle import BOOSTER_FILE, BUNDLE_FILE, ModelBundle
 from marketlake.models.spec import ModelsConf, ModelSpec
 from marketlake.models.train import TrainedModel
@@ -214,7 +214,7 @@ def set_alias(name: str, alias: str, version: int) -> None:
     try:
         MlflowClient().set_registered_model_alias(name, alias, str(version))
     except MlflowException as exc:
-        raise InputError(f"cannot point {name}@{alias} at version {version}: {_first_line(exc)}") from None
+        raise InputError(f"cannot point {name}@{alias} at version {version}: {first_line(exc)}") from None
 
 
 def resolve(name: str, alias: str | None = None, version: int | None = None) -> tuple[int, ModelBundle]:
@@ -234,11 +234,7 @@ def resolve(name: str, alias: str | None = None, version: int | None = None) -> 
     except MlflowException as exc:
         what = f"version {version}" if alias is None else f"alias @{alias}"
         raise InputError(
-            f"model {name} has no {what} in the registry ({_first_line(exc)}); train it first: jobs/train.py"
+            f"model {name} has no {what} in the registry ({first_line(exc)}); train it first: jobs/train.py"
         ) from None
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     return version, model.unwrap_python_model().bundle
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
