@@ -20,8 +20,6 @@ from marketlake.session import JARS_DIR
 
 
 def main(args: argparse.Namespace) -> int:
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be between 1 and 65535, not {args.port}")
     check_port_free(Endpoint(args.host, args.port))
     home = Path(args.data).resolve() if args.data else server_home(load_settings(args.conf_env).lakehouse_root)
     home.mkdir(parents=True, exist_ok=True)

@@ -10,14 +10,11 @@ from types import FrameType
 
 from marketlake.cli import base_parser, log, run
 from marketlake.config import load_settings
-from marketlake.errors import InputError
 from marketlake.serve import Endpoint, Server, check_port_free, sync_catalog_schemas
 from marketlake.session import get_spark, serving_marker
 
 
 def main(args: argparse.Namespace) -> int:
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be between 1 and 65535, not {args.port}")
     endpoint = Endpoint(args.host, args.port)
     check_port_free(endpoint)
     settings = load_settings(args.conf_env)

@@ -38,9 +38,7 @@ def drop_checkpoints(spark: SparkSession) -> None:
     """Delete the session's reliable checkpoint folder (this application's, under lakehouse.checkpoints), through
     Hadoop's filesystem API so that any storage the folder is on works. The next get_spark sets a new one."""
     folder = spark.sparkContext.getCheckpointDir()
-    if not folder:
-        return
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path(folder)
-    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+    if folder:
+        from marketlake.fs import delete  # imports pyspark, which any process holding a session has loaded
+
+        delete(spark, folder)

@@ -45,6 +45,9 @@ class Endpoint:
 
 
 def check_port_free(endpoint: Endpoint) -> None:
+    """One clear line, before anything starts, for a port out of range or taken."""
+    if not 0 < endpoint.port < 65536:
+        raise InputError(f"--port must be between 1 and 65535, not {endpoint.port}")
     with socket.socket() as s:
         try:
             s.bind((endpoint.host, endpoint.port))
