@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 JARS_STAMP := .jars/.stamp
 HDFS_JARS_STAMP := .jars/hadoop/.stamp
 DERBY_JARS_STAMP := .jars/derby/.stamp
+S3A_JARS_STAMP := .jars/s3a/.stamp
+EXECUTOR_ENV := dist/executor-env
 VENV_STAMP := $(VENV)/.stamp
 LAKEHOUSE ?= $(CURDIR)/lakehouse
 LANDING ?= $(LAKEHOUSE)/landing
@@ -19,7 +21,7 @@ DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
 SCORE_DAYS ?= 42
 SCORE_START = $(shell date -u -d "$(DEMO_END) - $(SCORE_DAYS) days + 1 day" +%F)
 
-.PHONY: setup env jars hdfs-jars derby-jars demo test lint bench maintain serve metastore-server notebooks clean
+.PHONY: setup env jars hdfs-jars derby-jars s3a-jars executor-env demo test lint bench maintain serve metastore-server notebooks clean
 
 setup: env jars
 
@@ -59,6 +61,30 @@ $(DERBY_JARS_STAMP): build/jars/pom.xml $(JARS_STAMP)
 	ls .jars/derby/derbynet-*.jar .jars/derby/derbyclient-*.jar > /dev/null
 	touch $@
 
+# Hadoop's S3A connector (hadoop-aws at pyspark's Hadoop version, and the AWS SDK bundle, ~600 MB) in .jars/s3a, for
+# a lakehouse on s3a:// (conf/cluster.yaml); every job ships them with Delta's jars once they are there.
+s3a-jars: $(S3A_JARS_STAMP)
+$(S3A_JARS_STAMP): build/jars/pom.xml $(JARS_STAMP)
+	rm -rf .jars/s3a && mkdir -p .jars/s3a
+	mvn -q -B -f build/jars/pom.xml -P s3a dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jars/s3a
+	ls .jars/s3a/hadoop-aws-*.jar > /dev/null
+	touch $@
+
+# The Python environment executors run in, packed to ship with a job to a cluster (spark-submit.sh --archives):
+# build/executor-env.txt's packages and their dependencies at requirements.lock's versions, in a venv of $(PYTHON),
+# which every worker host needs at the same path (venv-pack packs the packages, not the interpreter).
+executor-env: $(EXECUTOR_ENV).tar.gz
+$(EXECUTOR_ENV).tar.gz: build/executor-env.txt requirements.lock Makefile $(VENV_STAMP)
+	rm -rf $(EXECUTOR_ENV) && mkdir -p dist && $(PYTHON) -m venv --without-pip $(EXECUTOR_ENV)
+	$(VENV)/bin/uv pip install --quiet --python $(EXECUTOR_ENV)/bin/python --constraint requirements.lock \
+	    $$(grep -v '^#' build/executor-env.txt)
+	# delta-spark's Python API (marketlake.tables imports it), without the pyspark it requires: Spark supplies that
+	$(VENV)/bin/uv pip install --quiet --python $(EXECUTOR_ENV)/bin/python --no-deps \
+	    $$(grep -E '^(delta-spark|importlib-metadata|zipp)==' requirements.lock)
+	$(VENV)/bin/venv-pack --quiet --prefix $(EXECUTOR_ENV) --output $(EXECUTOR_ENV).part.tar.gz --force
+	mv $(EXECUTOR_ENV).part.tar.gz $@
+
 demo: setup
 	$(PY) jobs/generate.py --scale $(DEMO_SCALE) --start $(DEMO_START) --days $(DEMO_DAYS) \
 	    --seed $(DEMO_SEED) --out $(LANDING)
@@ -72,7 +98,7 @@ demo: setup
 	$(PY) jobs/query.py "SELECT segment, count(*) AS users, round(avg(monetary_usd), 2) AS avg_90d_volume_usd \
 	    FROM gold.exchange_rfm WHERE as_of_date = DATE'$(DEMO_END)' GROUP BY segment ORDER BY users DESC"
 
-test: setup hdfs-jars derby-jars
+test: setup hdfs-jars derby-jars executor-env
 	$(PY) -m ruff check lib jobs tests
 	$(PY) -m pytest -q
 

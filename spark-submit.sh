@@ -6,6 +6,11 @@
 #
 # The master comes from --master, else $MASTER, else the config (conf/<MARKETLAKE_ENV>.yaml, default local).
 # The lakehouse root (MARKETLAKE_LAKEHOUSE or config) must be reachable from every executor.
+#
+# Executors' Python: --python-env shipped (the default for a cluster master) sends the packed environment of
+# `make executor-env` with the job (--archives), so executors need nothing of this machine but the same Python
+# interpreter path; --python-env shared (the default for local[...]) points executors at this checkout's .venv,
+# which only works where they run on this host or see it at the same path. MARKETLAKE_PYTHON_ENV sets it too.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,11 +22,14 @@ if [[ ! -x $PY || ! -d $HERE/.jars ]]; then
 fi
 
 master=${MASTER:-}
+python_env=${MARKETLAKE_PYTHON_ENV:-}
 submit_opts=()
 while [[ $# -gt 0 && $1 != *.py ]]; do
   case $1 in
     --master) master=${2:?--master needs a URL}; shift 2 ;;
     --master=*) master=${1#--master=}; shift ;;
+    --python-env) python_env=${2:?--python-env needs shipped or shared}; shift 2 ;;
+    --python-env=*) python_env=${1#--python-env=}; shift ;;
     *) submit_opts+=("$1"); shift ;;
   esac
 done
@@ -62,8 +70,20 @@ read -r conf_master derby_home jars spark_home driver_classpath <<< "$settings"
 # A metastore server's JDBC driver must be on the driver JVM's classpath when it starts.
 if [[ -n $driver_classpath ]]; then submit_opts+=(--driver-class-path "$driver_classpath"); fi
 master=${master:-$conf_master}
-
 mkdir -p "$HERE/dist"
+if [[ -z $python_env ]]; then
+  if [[ $master == local* ]]; then python_env=shared; else python_env=shipped; fi
+fi
+case $python_env in
+  shared) python_opts=(--conf "spark.executorEnv.PYSPARK_PYTHON=$PY") ;;
+  shipped)
+    # Built (or found up to date) once at a time: two submissions at once share one archive.
+    flock "$HERE/dist/.executor-env.lock" make -s -C "$HERE" executor-env >&2 || exit 2
+    python_opts=(--archives "$HERE/dist/executor-env.tar.gz#env" --conf spark.pyspark.python=./env/bin/python
+      --conf "spark.pyspark.driver.python=$PY") ;;
+  *) echo "error: --python-env must be shipped or shared, not '$python_env'" >&2; exit 2 ;;
+esac
+
 # Derby's home, when the metastore may be the embedded one (a local lakehouse); a lakehouse on distributed storage
 # has its catalog in a metastore server.
 derby_opt=
@@ -72,10 +92,13 @@ if [[ $derby_home != - ]]; then
   derby_opt="-Dderby.system.home=$derby_home "
 fi
 lib_zip=$HERE/dist/marketlake-lib.zip
-(cd "$HERE/lib" && "$PY" -m zipfile -c "$lib_zip" marketlake >/dev/null)
+lib_part=$(mktemp --suffix=.zip "$HERE/dist/.marketlake-lib.XXXXXX")
+(cd "$HERE/lib" && "$PY" -m zipfile -c "$lib_part" marketlake >/dev/null)
+mv -f "$lib_part" "$lib_zip"  # whole, for a submission running beside this one
 
 export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY SPARK_HOME=${SPARK_HOME:-$spark_home}
-export MARKETLAKE_CONF_DIR=${MARKETLAKE_CONF_DIR:-$HERE/conf}
+# The driver imports marketlake from the zip, so the checkout's folders are named, not found next to the code.
+export MARKETLAKE_CONF_DIR=${MARKETLAKE_CONF_DIR:-$HERE/conf} MARKETLAKE_JARS_DIR=${MARKETLAKE_JARS_DIR:-$HERE/.jars}
 export TZ=UTC  # the driver JVM and Python live in UTC whatever the submitting shell's zone (see session.pin_utc)
 exec "$VENV/bin/spark-submit" \
   --master "$master" \
@@ -83,7 +106,7 @@ exec "$VENV/bin/spark-submit" \
   --jars "$jars" \
   --py-files "$lib_zip" \
   --driver-java-options "${derby_opt}-Dlog4j.configurationFile=file:$HERE/conf/log4j2.properties -Duser.timezone=UTC" \
-  --conf "spark.executorEnv.PYSPARK_PYTHON=$PY" \
+  "${python_opts[@]}" \
   --conf "spark.executorEnv.TZ=UTC" \
   "${submit_opts[@]}" \
   "$job" "$@"

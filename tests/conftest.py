@@ -6,10 +6,12 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import yaml
 from pyspark.sql import SparkSession
 
 from marketlake.config import CONF_DIR, Settings, load_settings
+from marketlake.metastore import server_command
 from marketlake.session import JARS_DIR, get_spark
 from marketlake.tables import ensure_databases
 
@@ -117,7 +120,8 @@ def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(f"Hadoop's minicluster jars are not in {jars}; run `make hdfs-jars`")
     work = tmp_path_factory.mktemp("hdfs")
     port, log, details = free_port(), work / "hdfs.log", work / "details.json"
-    command = ["java", "-Xmx512m", f"-Dtest.build.data={work / 'data'}", "-cp", f"{jars}/*"]
+    command = ["java", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]  # not every block it moves
+    command += [f"-Dtest.build.data={work / 'data'}", "-cp", f"{jars}/*"]
     command += ["org.apache.hadoop.test.MiniDFSClusterManager", "-format", "-nnport", str(port), "-datanodes", "1"]
     command += ["-D", f"hdfs.minidfs.basedir={work / 'data'}", "-writeDetails", str(details)]
     with log.open("w") as out:  # the manager resolves some folders against its working directory
@@ -132,6 +136,49 @@ def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def metastore_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """Derby's network server on 127.0.0.1, as `make metastore-server` starts it; its port."""
+    home, port = tmp_path_factory.mktemp("derby"), free_port()
+    log = home / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(server_command(JARS_DIR, home, "127.0.0.1", port), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(lambda: listening(port), "Derby's network server", proc, log, 60)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """MLflow's tracking server as a team runs it (`mlflow server`: a database backend, artifacts proxied by the
+    server) on 127.0.0.1; its URL. One per test module: models registered elsewhere do not shift its versions."""
+    home, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
+    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "art")]
+    command += ["--workers", "1"]
+    log = home / "server.log"
+    with log.open("w") as out:  # its own process group: the server's workers are stopped with it
+        proc = subprocess.Popen(command, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(lambda: _healthy(url), "mlflow server", proc, log, 120)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:

@@ -10,36 +10,18 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from marketlake.metastore import server_command
-from marketlake.session import JARS_DIR
-from tests.conftest import REPO, free_port, listening, run_job, wait_ready
+from tests.conftest import REPO, run_job
 
 
-@pytest.fixture(scope="module")
-def derby_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    home, port = tmp_path_factory.mktemp("derby"), free_port()
-    log = home / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(server_command(JARS_DIR, home, "127.0.0.1", port), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(lambda: listening(port), "Derby's network server", proc, log, 60)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def test_two_drivers_at_once_share_the_catalog_through_the_server(tmp_path: Path, derby_port: int) -> None:
+def test_two_drivers_at_once_share_the_catalog_through_the_server(tmp_path: Path, metastore_server: int) -> None:
     conf = tmp_path / "conf"
     shutil.copytree(os.environ.get("MARKETLAKE_CONF_DIR", REPO / "conf"), conf)
     local = yaml.safe_load((conf / "local.yaml").read_text())
-    url = f"jdbc:derby://127.0.0.1:{derby_port}/marketlake;create=true"
+    url = f"jdbc:derby://127.0.0.1:{metastore_server}/marketlake;create=true"
     local["metastore"] = {"kind": "server", "url": url}
     (conf / "local.yaml").write_text(yaml.safe_dump(local))
     lakehouse = tmp_path / "lh"

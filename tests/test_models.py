@@ -6,11 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import site
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -39,7 +37,7 @@ from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, load_models
 from marketlake.models.train import fit_single_node, fit_xgboost
 from marketlake.tables import create_table_if_missing, read_delta
 from tests import notebooks
-from tests.conftest import REPO, free_port, run_job, wait_ready
+from tests.conftest import REPO, run_job
 from tests.synthetic import fit_inputs, purchase_outcomes_frame
 
 CONF = load_models(CONF_DIR)
@@ -100,34 +98,6 @@ def test_precision_recall_at_k_and_calibration_error(spark: SparkSession) -> Non
     assert [(r["bin"], r["rows"]) for r in table] == [(1, 1), (2, 1), (7, 1), (8, 1), (9, 1)]
     # Per row |score - label|: 0.1, 0.8, 0.9, 0.3, 0.2 -> mean 0.46.
     assert expected_calibration_error(table) == pytest.approx(0.46)
-
-
-@pytest.fixture(scope="module")
-def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """MLflow's tracking server as a team runs it (`mlflow server`: a database backend, artifacts proxied by the
-    server) on 127.0.0.1; its URL. This module's models are trained, registered, loaded and scored through it."""
-    home, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "art")]
-    command += ["--workers", "1"]
-    log = home / "server.log"
-    with log.open("w") as out:  # its own process group: the server's workers are stopped with it
-        proc = subprocess.Popen(command, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(lambda: _healthy(url), "mlflow server", proc, log, 120)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

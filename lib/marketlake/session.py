@@ -26,11 +26,12 @@ METASTORE_URL = "spark.hadoop.javax.jdo.option.ConnectionURL"
 
 
 def delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
-    """Delta's JVM jars, fetched from Maven Central by `make jars` into a git-ignored folder."""
+    """Delta's JVM jars, fetched from Maven Central by `make jars` into a git-ignored folder, and the S3A
+    connector's once `make s3a-jars` has fetched them (into its subfolder s3a/): what every job ships."""
     jars = sorted(jars_dir.glob("*.jar"))
     if not any(j.name.startswith("delta-spark") for j in jars):
         raise ConfigError(f"Delta's jars are not in {jars_dir}; run `make jars` (it fetches them with Maven)")
-    return jars
+    return jars + sorted((jars_dir / "s3a").glob("*.jar"))
 
 
 def under_spark_submit() -> bool:

@@ -7,10 +7,11 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from marketlake.models.spec import ModelsConf, ModelSpec
 from marketlake.models.train import TrainedModel
 
 log = logging.getLogger(__name__)
-SERVED = Path(__file__).with_name("served.py")
 FINGERPRINT = "marketlake.fingerprint"
 
 
@@ -159,11 +159,12 @@ def log_and_register(
         mlflow.log_figure(_calibration_figure(trained), "calibration.png")
         with tempfile.TemporaryDirectory() as tmp:
             saved = trained.bundle.save(Path(tmp) / "bundle")
+            package = served_package(Path(tmp) / "code")
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=str(SERVED),
+                python_model=str(package / "models" / "served.py"),
                 artifacts={"booster": str(saved / BOOSTER_FILE), "bundle": str(saved / BUNDLE_FILE)},
-                code_paths=[str(served_package(Path(tmp) / "code"))],
+                code_paths=[str(package)],
                 signature=_signature(trained),
                 input_example=input_example,
                 pip_requirements=_requirements(),
@@ -182,11 +183,21 @@ def served_package(directory: Path) -> Path:
     """A copy of the whole marketlake package as directory/marketlake, logged with the model (MLflow code_paths):
     loading the registered model then needs xgboost, pandas, numpy and mlflow, not an installed marketlake. The
     whole package, not only the modules the model imports, because MLflow puts it first on sys.path: a process
-    that loads the model and then imports other marketlake modules finds them in the same version."""
-    source = Path(__file__).resolve().parents[1]
+    that loads the model and then imports other marketlake modules finds them in the same version. Copied through
+    importlib.resources, so a package imported from a zip (spark-submit's --py-files) is copied the same way."""
     target = directory / "marketlake"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _copy_tree(resources.files("marketlake"), target)
     return target
+
+
+def _copy_tree(source: Traversable, target: Path) -> None:
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.is_dir():
+            if entry.name != "__pycache__":
+                _copy_tree(entry, target / entry.name)
+        elif not entry.name.endswith(".pyc"):
+            (target / entry.name).write_bytes(entry.read_bytes())
 
 
 def _signature(trained: TrainedModel) -> Any:
