@@ -96,12 +96,12 @@ class Submitter:
             )
         return proc, log
 
-    def __call__(self, job: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def __call__(self, job: str, *args: str) -> subprocess.CompletedProcess:
         result = subprocess.run(
             self.command(job, *args), cwd=REPO, env=self.env, capture_output=True, text=True, timeout=900
         )
         self.shipped.append((job, self.cluster.prune()))
-        if check and result.returncode != 0:
+        if result.returncode != 0:
             output = result.stdout + result.stderr
             raise AssertionError(f"{job} {args} failed ({result.returncode}):\n{output[-5000:]}")
         return result
@@ -238,14 +238,14 @@ def fingerprints(spark: SparkSession, root: str, tables: dict[str, list[str]]) -
 @pytest.fixture(scope="module")
 def local_tables(chains: dict[str, Any]) -> dict[str, list[str]]:
     root = Path(str(chains["local"]))
-    return {layer: sorted(delta_tables(root, layer)) for layer in (*LAYERS, "ops")}
+    return {layer: sorted(delta_tables(root, layer)) for layer in LAYERS}
 
 
 @pytest.fixture(scope="module")
 def local_fingerprints(
     spark: SparkSession, chains: dict[str, Any], local_tables: dict[str, list[str]]
 ) -> dict[str, Fingerprint]:
-    return fingerprints(spark, f"file://{chains['local']}", {k: v for k, v in local_tables.items() if k in LAYERS})
+    return fingerprints(spark, f"file://{chains['local']}", local_tables)
 
 
 def test_every_job_runs_on_the_cluster_and_every_table_matches_local_mode(
@@ -255,7 +255,7 @@ def test_every_job_runs_on_the_cluster_and_every_table_matches_local_mode(
     local_fingerprints: dict[str, Fingerprint],
 ) -> None:
     assert len(local_tables["gold"]) >= 20 and len(local_tables["silver"]) >= 15
-    cluster_fp = fingerprints(spark, str(chains["cluster"]), {k: v for k, v in local_tables.items() if k in LAYERS})
+    cluster_fp = fingerprints(spark, str(chains["cluster"]), local_tables)
     assert {t: (local_fingerprints[t], fp) for t, fp in cluster_fp.items() if not same(fp, local_fingerprints[t])} == {}
     assert all(fp[0] > 0 for t, fp in local_fingerprints.items() if t.startswith("gold.")), local_fingerprints
     # Every job ran an executor on each worker, in the environment shipped with it (./env, unpacked there).
