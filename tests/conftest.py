@@ -321,3 +321,19 @@ def pipeline_runs(tmp_path_factory: pytest.TempPathFactory, warm_jobs: JobRunner
         jobs("generate.py", "--master", master, *GEN_ARGS, "--out", str(base / f"landing-{n}"))
         jobs("bronze_ingest.py", "--master", master, "--domain", "all", "--landing", str(base / f"landing-{n}"))
     return {name: base / name for name in ("landing-1", "landing-2", "lh-1", "lh-2")}
+
+
+PRIVACY_GEN_ARGS = ("--scale", "0.05", "--days", "4", "--seed", "5", "--start", "2026-03-01")
+
+
+@pytest.fixture(scope="session")
+def privacy_lakehouse(tmp_path_factory: pytest.TempPathFactory, warm_jobs: JobRunners) -> Path:
+    """A lakehouse of its own through bronze, silver and gold (4 days of 2026-03) for the privacy tests, which
+    erase people from it and expire its partitions: its warm job process is warm_jobs(privacy_lakehouse)."""
+    root = tmp_path_factory.mktemp("privacy") / "lh"
+    jobs = warm_jobs(root)
+    jobs("generate.py", *PRIVACY_GEN_ARGS)
+    jobs("bronze_ingest.py", "--domain", "all")
+    jobs("silver_build.py", "--domain", "all")
+    jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04")
+    return root

@@ -1,0 +1,1 @@
+"""Privacy and governance: erasure, suppression, retention, subject access and PII detection."""
