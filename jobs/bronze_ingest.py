@@ -13,6 +13,7 @@ from marketlake.cli import base_parser, run
 from marketlake.config import load_settings, parse_date
 from marketlake.errors import InputError
 from marketlake.ingest import ingest_many, landing_files, source_files
+from marketlake.privacy.suppress import load_suppression
 from marketlake.runlog import record_bronze_run
 from marketlake.session import get_spark
 from marketlake.tables import ensure_databases
@@ -50,15 +51,17 @@ def main(args: argparse.Namespace) -> int:
         user_files=bool(args.source),
         parallelism=int(settings.bronze.get("parallelism", 4)),
         report_bad_lines=int(settings.bronze.get("report_bad_lines", 5)),
+        suppression=load_suppression(spark, settings),
     )
     for r in reports:
         log.info(
-            "%-36s files %d new / %d found, lines read %d = rows written %d, unparseable %d (%.1f s)",
+            "%-36s files %d new / %d found, lines read %d = rows written %d + suppressed %d, unparseable %d (%.1f s)",
             r.table,
             r.files_new,
             r.files_found,
             r.lines_read,
             r.rows_written,
+            r.suppressed,
             r.unparseable,
             r.seconds,
         )

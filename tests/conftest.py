@@ -324,16 +324,27 @@ def pipeline_runs(tmp_path_factory: pytest.TempPathFactory, warm_jobs: JobRunner
 
 
 PRIVACY_GEN_ARGS = ("--scale", "0.05", "--days", "4", "--seed", "5", "--start", "2026-03-01")
+# Gold tables of every kind: per person (RFM, churn, trend outcomes, compliance flags) and aggregates.
+PRIVACY_GOLD = (
+    "exchange_pair_daily",
+    "exchange_compliance_flags",
+    "exchange_rfm",
+    "exchange_churn_risk",
+    "exchange_churn_features",
+    "commerce_daily_kpis",
+    "commerce_rfm",
+    "fact_trend_purchase_outcomes",
+)
 
 
 @pytest.fixture(scope="session")
 def privacy_lakehouse(tmp_path_factory: pytest.TempPathFactory, warm_jobs: JobRunners) -> Path:
-    """A lakehouse of its own through bronze, silver and gold (4 days of 2026-03) for the privacy tests, which
+    """A lakehouse of its own through bronze, silver and 8 gold tables (4 days of 2026-03) for the privacy tests, which
     erase people from it and expire its partitions: its warm job process is warm_jobs(privacy_lakehouse)."""
     root = tmp_path_factory.mktemp("privacy") / "lh"
     jobs = warm_jobs(root)
     jobs("generate.py", *PRIVACY_GEN_ARGS)
     jobs("bronze_ingest.py", "--domain", "all")
     jobs("silver_build.py", "--domain", "all")
-    jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04")
+    jobs("gold_build.py", "--start", "2026-03-01", "--end", "2026-03-04", "--tables", ",".join(PRIVACY_GOLD))
     return root

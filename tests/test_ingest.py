@@ -153,7 +153,7 @@ def test_a_second_writer_planned_from_the_same_snapshot_adds_nothing(spark: Spar
     planned = current_version(spark, table) + 1
     batch = spark.createDataFrame([(2,), (3,)], "x int")
     assert append_exactly_once(batch, table, "marketlake:test", planned) == 2
-    assert append_exactly_once(batch, table, "marketlake:test", planned) == 0
+    assert append_exactly_once(batch, table, "marketlake:test", planned) is None
     assert sorted(r.x for r in spark.table(table).collect()) == [1, 2, 3]
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import reduce
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -47,6 +48,9 @@ from marketlake.tables import (
     table_location,
 )
 
+if TYPE_CHECKING:
+    from marketlake.privacy.suppress import Suppression
+
 # Bronze is append-only and feeds silver incrementally through Delta's change data feed.
 CHANGE_FEED = "delta.enableChangeDataFeed"
 log = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ class IngestReport:
     lines_read: int = 0
     rows_written: int = 0
     unparseable: int = 0
+    suppressed: int = 0  # rows about erased people, not written (marketlake.privacy.suppress)
     batch_id: str | None = None
     seconds: float = 0.0
     bad_lines: list[tuple[str, int | None, str]] = field(default_factory=list)
@@ -188,11 +193,12 @@ def ingest_files(
     landing_date: str | None = None,
     user_files: bool = False,
     report_bad_lines: int = 5,
+    suppression: Suppression | None = None,
 ) -> IngestReport:
     """Append the files the table does not hold yet as one commit; every record line becomes exactly one row
-    (CSV header lines are not records).
+    (CSV header lines are not records), except the rows about people an erasure suppressed, which are counted.
 
-    If the rows written do not match the lines read, the commit is undone and the run fails.
+    If the rows written and suppressed do not add up to the lines read, the commit is undone and the run fails.
     """
     started = time.perf_counter()
     exists = table_exists(spark, table)
@@ -218,15 +224,24 @@ def ingest_files(
     batch_id = hashlib.sha1("\n".join([table, *(f"{f.uri}:{f.size}" for f in new)]).encode()).hexdigest()[:16]
     rows, lines_read = parse_files(spark, spec, new, headers, batch_id, landing_date)
     stats = Observation(f"bronze_{uuid.uuid4().hex}")
-    rows = rows.observe(stats, F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("unparseable"))
+    flag = suppression.flag(rows, spec.domain, spec.entity) if suppression else F.lit(False)
+    rows = rows.withColumn("_suppressed", flag).observe(
+        stats,
+        F.count(F.lit(1)).alias("rows"),
+        F.count("_parse_error").alias("unparseable"),
+        F.count(F.when(F.col("_suppressed"), 1)).alias("suppressed"),
+    )
+    rows = rows.where(~F.col("_suppressed")).drop("_suppressed")
     written = append_exactly_once(rows, location, f"marketlake:{table}", version + 1, merge_schema=True)
-    if written == 0:
+    if written is None:
         return IngestReport(table, len(files), 0, batch_id=batch_id, seconds=time.perf_counter() - started)
     observed = stats.get
-    if not lines_read == written == int(observed["rows"]):
+    suppressed = int(observed["suppressed"])
+    if not lines_read == written + suppressed == int(observed["rows"]):
         restore(spark, location, version)
         raise RuntimeError(
-            f"{table}: read {lines_read} lines but wrote {written} rows (batch {batch_id}); the commit was undone"
+            f"{table}: read {lines_read} lines but wrote {written} rows and suppressed {suppressed} (batch "
+            f"{batch_id}); the commit was undone"
         )
     unparseable = int(observed["unparseable"])
     bad: list[tuple[str, int | None, str]] = []
@@ -246,6 +261,7 @@ def ingest_files(
         lines_read=lines_read,
         rows_written=written,
         unparseable=unparseable,
+        suppressed=suppressed,
         batch_id=batch_id,
         seconds=time.perf_counter() - started,
         bad_lines=bad,
@@ -259,6 +275,7 @@ def ingest_many(
     user_files: bool = False,
     parallelism: int = 4,
     report_bad_lines: int = 5,
+    suppression: Suppression | None = None,
 ) -> tuple[list[IngestReport], list[Exception]]:
     """Ingest several entities concurrently (Spark runs their jobs side by side).
 
@@ -268,7 +285,8 @@ def ingest_many(
 
     def one(task: tuple[SourceSpec, Sequence[fs.FileInfo]]) -> IngestReport:
         spec, files = task
-        return ingest_files(spark, spec, files, spec.bronze_table, landing_date, user_files, report_bad_lines)
+        table = spec.bronze_table
+        return ingest_files(spark, spec, files, table, landing_date, user_files, report_bad_lines, suppression)
 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         futures = [pool.submit(one, task) for task in tasks]

@@ -10,7 +10,7 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 
 from marketlake.ingest import IngestReport
 from marketlake.silver.build import TableRun
-from marketlake.tables import append, create_table_if_missing, delta_table, read_delta
+from marketlake.tables import create_table_if_missing, delta_table, read_delta
 
 BRONZE_RUNS = "ops.bronze_ingest_runs"
 BRONZE_RUNS_SCHEMA = StructType(
@@ -25,6 +25,7 @@ BRONZE_RUNS_SCHEMA = StructType(
         StructField("rows_written", LongType(), False),
         StructField("unparseable", LongType(), False),
         StructField("seconds", DoubleType(), False),
+        StructField("rows_suppressed", LongType(), True),  # rows about erased people; added after the first release
     ]
 )
 
@@ -43,10 +44,14 @@ def record_bronze_run(spark: SparkSession, run_id: str, started: datetime, repor
             r.rows_written,
             r.unparseable,
             round(r.seconds, 2),
+            r.suppressed,
         )
         for r in reports
     ]
-    append(spark.createDataFrame(rows, BRONZE_RUNS_SCHEMA), BRONZE_RUNS)
+    # mergeSchema: a table created before rows_suppressed existed gains the column
+    spark.createDataFrame(rows, BRONZE_RUNS_SCHEMA).write.format("delta").mode("append").option(
+        "mergeSchema", "true"
+    ).saveAsTable(BRONZE_RUNS)
 
 
 SILVER_RUNS = "ops.silver_runs"

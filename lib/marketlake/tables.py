@@ -121,13 +121,8 @@ def _commit_since(spark: SparkSession, ref: str, before: int, which: Column) -> 
     return recent.where((F.col("version") > before) & which).orderBy("version").first()
 
 
-def append(df: DataFrame, name: str) -> None:
-    """Append to a Delta table by name."""
-    df.write.format("delta").mode("append").saveAsTable(name)
-
-
-def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int, merge_schema: bool = False) -> int:
-    """Append df as one Delta commit tagged (app_id, version); returns the rows written (0 if skipped).
+def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int, merge_schema: bool = False) -> int | None:
+    """Append df as one Delta commit tagged (app_id, version); returns the rows written (None if skipped).
 
     Delta skips a write whose version is not above the last committed one for app_id, so a writer that
     planned from a snapshot another writer already advanced adds nothing (no duplicates, no partial commit).
@@ -152,7 +147,7 @@ def append_exactly_once(df: DataFrame, ref: str, app_id: str, version: int, merg
     ours = _commit_since(spark, ref, before, F.col("userMetadata") == tag)
     if ours is None:
         log.warning("%s: write %s was already committed; nothing appended", ref, tag)
-        return 0
+        return None
     return int((ours["operationMetrics"] or {}).get("numOutputRows", 0))
 
 

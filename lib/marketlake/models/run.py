@@ -108,11 +108,13 @@ def train_and_register(
     if existing is not None:
         return TrainRun(spec, None, existing, version, time.perf_counter() - started)
     trained = train(df, spec, conf)
-    # The signature's types: numeric features as doubles (decimals and booleans included), categoricals as text.
-    typed = [F.col(c).cast("double").alias(c) for c in spec.numeric] + [
-        F.col(c).cast("string").alias(c) for c in spec.categorical
+    # The signature's types: numeric features as doubles (decimals and booleans included), categoricals as text. The
+    # logged input example is one made-up row (each numeric feature's median, each categorical's most frequent value),
+    # never a person's: the model's artifacts outlive any erasure (README "Privacy").
+    typical = [F.percentile_approx(F.col(c).cast("double"), 0.5).alias(c) for c in spec.numeric] + [
+        F.mode(F.col(c).cast("string")).alias(c) for c in spec.categorical
     ]
-    example = labelled(df, spec).select(*typed).limit(5).toPandas()
+    example = labelled(df, spec).agg(*typical).toPandas()
     registered = registry.log_and_register(trained, example, data_versions, alias, fingerprint)
     write_importance(spark, settings, trained, registered.version, database)
     return TrainRun(spec, trained, registered, version, time.perf_counter() - started)
