@@ -13,6 +13,7 @@ from marketlake.cli import base_parser, run
 from marketlake.config import load_settings, parse_date
 from marketlake.errors import InputError
 from marketlake.ingest import ingest_many, landing_files, source_files
+from marketlake.privacy.detection import warn_undeclared
 from marketlake.privacy.suppress import load_suppression
 from marketlake.runlog import record_bronze_run
 from marketlake.session import get_spark
@@ -68,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
         for path, line_no, error in r.bad_lines:
             log.info("    unparseable: %s:%s (%s)", path, line_no, error)
     record_bronze_run(spark, run_id, started, reports)
+    if args.source:
+        warn_undeclared(spark, settings, reports)
     if errors:
         raise errors[0]
     elapsed = time.perf_counter() - clock

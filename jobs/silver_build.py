@@ -1,6 +1,7 @@
 """Build silver tables from bronze: typed, conformed, deduplicated, quality-checked, with rejected rows quarantined
 and every row accounted for. By default only bronze rows not yet processed are read; --start/--end reprocess
-exactly the bronze rows that landed in that date range."""
+exactly the bronze rows that landed in that date range. A table whose bronze rows hold PII that conf does not declare
+is not built (the others are), and the job fails naming it."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def summary_rows(runs: list[TableRun]) -> list[dict[str, object]]:
             "seconds": r.seconds,
         }
         for r in runs
-        if not r.skipped
+        if not (r.skipped or r.failed)
     ]
 
 
@@ -84,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
         options = BuildOptions(run_id, started, key, fx, *(window or (None, None)))
         runs = DomainBuilder(session, settings, domain, specs[domain], rules, options, watermarks).build()
         with recording:
-            record_silver_run(session, run_id, started, domain, window, runs)
+            record_silver_run(session, run_id, started, domain, window, [r for r in runs if not r.failed])
         return runs
 
     parallelism = int(settings.silver.get("parallel_domains", 1))
@@ -104,6 +105,9 @@ def main(args: argparse.Namespace) -> int:
         if r.skipped:
             print(f"skipped silver.{r.table}: {r.skipped}")
     check_balanced(all_runs)
+    failed = [r.failed for r in all_runs if r.failed]
+    if failed:
+        raise InputError(" || ".join(failed))
     return 0
 
 

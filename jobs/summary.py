@@ -1,6 +1,6 @@
-"""Print what the lakehouse holds: every bronze table with its row, unparseable and file counts, every silver
-table with its row accounting, and every gold table (marts, model scores, decisions, drift, anomalies) with its
-rows and partitions."""
+"""Print what the lakehouse holds: every bronze table with its row, unparseable and file counts, the PII its columns
+hold (declared in conf vs detected in a sample), every silver table with its row accounting, and every gold table
+(marts, model scores, decisions, drift, anomalies) with its rows and partitions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from marketlake.cli import base_parser, run
 from marketlake.config import load_settings
 from marketlake.gold.spec import load_gold
 from marketlake.models.spec import load_models
+from marketlake.privacy.detection import pii_summary
 from marketlake.report import bronze_summary, format_rows, gold_summary, silver_summary
 from marketlake.session import get_spark
 
@@ -28,6 +29,12 @@ def main(args: argparse.Namespace) -> int:
         )
     else:
         print("(none yet: run jobs/bronze_ingest.py)")
+    pii = pii_summary(spark, settings)
+    print("\nPII: declared vs detected (bronze columns; declared in conf, detected in a sample of each table)")
+    if pii:
+        print(format_rows(pii, list(pii[0]), args.format))
+    else:
+        print("(no bronze column is declared or detected as PII)")
     silver = silver_summary(spark)
     print("\nSilver tables, all runs: rows in + retried = to silver + quarantined (stored = one row per key)")
     if silver:

@@ -7,6 +7,11 @@ silver MERGE took as source + duplicates (accepted rows minus their distinct key
 inserted + failed rows the quarantine already held (a replay). A row lost between the check and the writes
 unbalances it, and the job fails.
 
+Before anything of a table is written, a sample of the bronze rows it read is classified for PII: a column that looks
+like PII and that conf does not declare fails that table alone, with nothing of it written and its watermark left
+where it was (marketlake.privacy.detection); declared PII outside the contract is removed from the stored
+`_rescued_data`.
+
 Incremental runs read bronze through Delta's change data feed from the version after the table's watermark;
 watermarks move only after every table of the domain is written, so a killed run is simply re-run (MERGE and the
 quarantine's insert-if-new make re-processing change nothing).
@@ -29,6 +34,7 @@ from pyspark.sql.types import StructType
 
 from marketlake.config import Settings, SourceSpec
 from marketlake.errors import InputError
+from marketlake.privacy.detection import UndeclaredPii, pii_policy, undeclared_message, without_keys
 from marketlake.quality import (
     QUARANTINE_COLUMN,
     WARNINGS_COLUMN,
@@ -86,6 +92,7 @@ class TableRun:
     quarantine_inserted: int = 0
     quarantine_known: int = 0
     skipped: str | None = None
+    failed: str | None = None  # why nothing of the table was written (undeclared PII in its bronze rows)
     seconds: float = 0.0
     drift: dict[str, int] = field(default_factory=dict)
     bronze_versions: dict[str, int] = field(default_factory=dict)
@@ -193,6 +200,7 @@ class DomainBuilder:
         self.specs, self.rules, self.options = specs, rules, options
         self.watermarks = watermarks
         self.sources = settings.domain_sources(domain)
+        self.pii = pii_policy(settings.privacy, settings.sources, specs)
         self.accepted: dict[str, DataFrame] = {}
         self.changed: dict[str, bool] = {}
         self.touched: dict[str, list[date | None]] = {}
@@ -309,7 +317,7 @@ class DomainBuilder:
 
     def stored_columns(self, spec: TableSpec, df: DataFrame) -> list[Column]:
         """What silver keeps: the table's columns (raw PII replaced by its protected form), event date, warnings,
-        lineage and drifted columns, and the run that wrote the row."""
+        lineage and drifted columns (without those declared PII), and the run that wrote the row."""
         pii = conform.ORDER_PII if spec.conform else {c.name: c.pii for c in spec.columns if c.pii}
         protected = {protected_name(c, t) for c, t in pii.items()}
         internal = {
@@ -329,7 +337,11 @@ class DomainBuilder:
         out: list[Column] = [F.col(c) for c in own] + [F.col(c) for c in sorted(protected)]
         if spec.event_date:
             out.append(F.to_date(spec.event_date).alias("event_date"))
-        out += [F.col(WARNINGS_COLUMN).alias("_dq_warnings"), *[F.col(c) for c in STORED_LINEAGE]]
+        hidden = self.pii.hidden_keys(self.sources[e] for e in spec.sources)
+        lineage = {c: F.col(c) for c in STORED_LINEAGE}
+        if hidden:
+            lineage["_rescued_data"] = without_keys(F.col("_rescued_data"), hidden).alias("_rescued_data")
+        out += [F.col(WARNINGS_COLUMN).alias("_dq_warnings"), *lineage.values()]
         out.append(F.lit(self.options.run_id).alias("_run_id"))
         return out
 
@@ -460,6 +472,7 @@ class DomainBuilder:
             stored = accepted.select(*self.stored_columns(spec, accepted)).schema
             self.ensure("silver", spec.table, stored, bool(spec.event_date), f"silver: {spec.domain}.{spec.name}")
             return
+        self.check_pii(spec, present, checked, run)
         if run.quarantined:
             self.quarantine(failed, run)
         if run.retried:
@@ -469,6 +482,20 @@ class DomainBuilder:
             self.accepted[spec.name] = latest  # unpersisted by derive()
         else:
             latest.unpersist()
+
+    def check_pii(self, spec: TableSpec, entities: Sequence[str], checked: DataFrame, run: TableRun) -> None:
+        """Classify a sample of the bronze rows this run read (each source's contract columns, and its rescued ones
+        when there are any); PII that conf does not declare fails the table before anything of it is written."""
+        found = []
+        for entity in entities:
+            source = self.sources[entity]
+            rows = checked if len(entities) == 1 else checked.where(F.col("_source_entity") == entity)
+            raw = {c: f"_raw_{c}" for c in source.columns}
+            undeclared = self.pii.undeclared(source, self.pii.classify_frame(rows, source, raw, bool(run.drift)))
+            if undeclared:
+                found.append((source, undeclared))
+        if found:
+            raise UndeclaredPii(undeclared_message(spec.silver_table, found))
 
     def count(self, checked: DataFrame, spec: TableSpec, rules: Sequence[Rule], run: TableRun) -> None:
         """Rows in, retried, quarantined, warned, duplicates (accepted rows minus their distinct keys) and per-rule
@@ -559,9 +586,18 @@ class DomainBuilder:
     def build(self) -> list[TableRun]:
         runs = []
         for spec in self.specs:
-            run = self.build_table(spec)
+            try:
+                run = self.build_table(spec)
+            except UndeclaredPii as exc:
+                run = TableRun(spec.table, failed=str(exc))
             self.changed[spec.table] = bool(run.inserted or run.updated)
             self.touched[spec.table] = run.touched_dates
+            if run.failed:
+                log.error(
+                    "%s not built: undeclared PII in its bronze rows (the job's error line names it)", spec.silver_table
+                )
+                runs.append(run)
+                continue
             if run.skipped:
                 log.warning("%s skipped: %s", spec.silver_table, run.skipped)
                 runs.append(run)

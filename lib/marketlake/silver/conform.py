@@ -86,6 +86,13 @@ ORDER_PII = {
     "ship_address_line": "hash",
     "ship_postcode": "mask",
 }
+# The payload fields of each platform source that carry PII (JSON objects, or an email): the conform steps below read
+# what silver keeps of them into ORDER_PII's protected columns and store none of the fields themselves. Declared PII
+# for the detection over bronze (marketlake.privacy.detection).
+PAYLOAD_PII = {
+    "orders_shopify": ("customer", "email", "shipping_address", "client_details"),
+    "orders_amazon": ("BuyerEmail", "BuyerInfo", "ShippingAddress"),
+}
 SHOPIFY_STATUS = {"fulfilled": "shipped", "partial": "shipped", "delivered": "delivered", "restocked": "cancelled"}
 AMAZON_STATUS = {
     "pending": "placed",
