@@ -12,16 +12,14 @@ from marketlake.cli import base_parser, run
 from marketlake.config import load_settings
 from marketlake.errors import InputError
 from marketlake.maintain import (
-    DELTA_DEFAULT_RETENTION_HOURS,
-    RETENTION_CHECK,
     change_feed_readers,
     check_retention,
     find_tables,
     maintain_table,
     read_maintenance,
     report_rows,
-    retention_check_disabled,
     select_tables,
+    vacuum_retention,
 )
 from marketlake.report import format_rows
 from marketlake.runlog import SILVER_WATERMARKS
@@ -49,18 +47,8 @@ def main(args: argparse.Namespace) -> int:
     tables = select_tables(found, wanted)
     ops_db, watermarks_table = SILVER_WATERMARKS.split(".")
     readers = change_feed_readers(spark, str(settings.database_location(ops_db) / watermarks_table))
-    below_minimum = retention < DELTA_DEFAULT_RETENTION_HOURS
-    if below_minimum:
-        log.warning(
-            "retention %g h is below Delta's %g h safety minimum: %s=false for this run; versions older than %g h "
-            "lose time travel, and a job writing meanwhile could lose files",
-            retention,
-            DELTA_DEFAULT_RETENTION_HOURS,
-            RETENTION_CHECK,
-            retention,
-        )
     results = []
-    with retention_check_disabled(spark, below_minimum):
+    with vacuum_retention(spark, retention):
         for ref in tables:
             result = maintain_table(
                 spark, ref, conf.zorder.get(ref.name, ()), retention, args.dry_run, readers.get(ref.qualified)

@@ -357,6 +357,58 @@ def vacuum_hold(spark: SparkSession, path: str, read_up_to: int | None, retentio
     )
 
 
+@dataclass(frozen=True)
+class VacuumResult:
+    files: int  # files VACUUM deleted (or, in a dry run, would delete)
+    vacuumed: bool
+    held: str | None  # why VACUUM waits for a change-feed reader (None: it need not)
+
+
+def vacuum_table(
+    spark: SparkSession,
+    ref: TableRef,
+    properties: Mapping[str, str],
+    retention_hours: float,
+    change_feed_read_up_to: int | None = None,
+    dry_run: bool = False,
+) -> VacuumResult:
+    """VACUUM one table when it has files older than the retention (the table's own deletedFileRetentionDuration
+    when longer) and no change-feed reader still needs them; VACUUM commits even when it deletes nothing, so a table
+    with nothing to delete gets no commit. A retention below the table's deletedFileRetentionDuration needs
+    vacuum_retention (or retention_check_disabled) around the call."""
+    own = table_retention_hours(properties)
+    if own is not None and own > retention_hours:
+        log.info("%s: keeps its own deletedFileRetentionDuration of %g h", ref.qualified, own)
+        retention_hours = own
+    candidates = vacuum_candidates(spark, ref.path, retention_hours)
+    held = vacuum_hold(spark, ref.path, change_feed_read_up_to, retention_hours) if candidates else None
+    if held:
+        log.warning("%s: VACUUM held back (%d files kept): %s", ref.qualified, len(candidates), held)
+    vacuumed = bool(candidates) and not held and not dry_run
+    if vacuumed:
+        log.info("%s: VACUUM of %d files older than %g h", ref.qualified, len(candidates), retention_hours)
+        DeltaTable.forPath(spark, ref.path).vacuum(retention_hours)
+    return VacuumResult(len(candidates), vacuumed, held)
+
+
+@contextmanager
+def vacuum_retention(spark: SparkSession, retention_hours: float) -> Iterator[None]:
+    """Within the block VACUUM may retain only `retention_hours`: below Delta's safety minimum the session's check
+    is turned off for the block, with a warning saying what that costs."""
+    below_minimum = retention_hours < DELTA_DEFAULT_RETENTION_HOURS
+    if below_minimum:
+        log.warning(
+            "retention %g h is below Delta's %g h safety minimum: %s=false for this run; versions older than %g h "
+            "lose time travel, and a job writing meanwhile could lose files",
+            retention_hours,
+            DELTA_DEFAULT_RETENTION_HOURS,
+            RETENTION_CHECK,
+            retention_hours,
+        )
+    with retention_check_disabled(spark, below_minimum):
+        yield
+
+
 # ---- one table ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TableResult:
@@ -410,28 +462,17 @@ def maintain_table(
         log.info("%s: %s of %d files in %d partitions", ref.qualified, plan.mode, plan.files, len(plan.partitions))
         compact(spark, ref.path, plan)
         compacted = True
-    own = table_retention_hours(before.properties)
-    if own is not None and own > retention_hours:
-        log.info("%s: keeps its own deletedFileRetentionDuration of %g h", ref.qualified, own)
-        retention_hours = own
-    candidates = vacuum_candidates(spark, ref.path, retention_hours)
-    held = vacuum_hold(spark, ref.path, change_feed_read_up_to, retention_hours) if candidates else None
-    if held:
-        log.warning("%s: VACUUM held back (%d files kept): %s", ref.qualified, len(candidates), held)
-    vacuumed = bool(candidates) and not held and not dry_run
-    if vacuumed:
-        log.info("%s: VACUUM of %d files older than %g h", ref.qualified, len(candidates), retention_hours)
-        DeltaTable.forPath(spark, ref.path).vacuum(retention_hours)
-    after = table_state(spark, ref.path) if compacted or vacuumed else before
+    vacuum = vacuum_table(spark, ref, before.properties, retention_hours, change_feed_read_up_to, dry_run)
+    after = table_state(spark, ref.path) if compacted or vacuum.vacuumed else before
     return TableResult(
         table=ref.qualified,
         before=before,
         after=after,
         plan=plan,
         compacted=compacted,
-        vacuum_files=len(candidates),
-        vacuumed=vacuumed,
-        vacuum_held=held,
+        vacuum_files=vacuum.files,
+        vacuumed=vacuum.vacuumed,
+        vacuum_held=vacuum.held,
         seconds=round(time.perf_counter() - started, 1),
         warnings=tuple(warnings),
     )

@@ -271,3 +271,21 @@ def overwrite_counted(
 def restore(spark: SparkSession, ref: str, version: int) -> None:
     """Put a table back to an earlier version (a new commit; the undone one stays in the history)."""
     delta_table(spark, ref).restoreToVersion(version)
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    version: int  # the version the DELETE committed
+    deleted: int  # rows it deleted, from that commit's metrics
+
+
+def delete_where(spark: SparkSession, ref: str, condition: Column) -> DeleteResult | None:
+    """Delete the rows of a Delta table that match `condition`, in one commit; that commit's version and the rows it
+    deleted as its metrics report them (the commit found by its unique tag), or None when Delta committed nothing."""
+    with tagged_commits(spark) as tag:
+        delta_table(spark, ref).delete(condition)
+    commit = _commit_since(spark, ref, -1, F.col("userMetadata") == tag)  # the tag is unique
+    if commit is None:
+        return None
+    metrics = commit["operationMetrics"] or {}
+    return DeleteResult(version=int(commit["version"]), deleted=int(metrics.get("numDeletedRows", 0)))
