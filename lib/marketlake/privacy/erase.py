@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from functools import reduce
 from operator import or_
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -37,9 +36,8 @@ from marketlake.maintain import (
     DELTA_DEFAULT_RETENTION_HOURS,
     TableRef,
     change_feed_readers,
-    retention_check_disabled,
-    vacuum_candidates,
-    vacuum_hold,
+    vacuum_retention,
+    vacuum_table,
 )
 from marketlake.privacy.subjects import (
     IDENTIFIERS,
@@ -57,7 +55,14 @@ from marketlake.privacy.subjects import (
 )
 from marketlake.privacy.suppress import SUPPRESSION, SUPPRESSION_SCHEMA
 from marketlake.runlog import SILVER_WATERMARKS
-from marketlake.tables import create_table_if_missing, current_version, delta_table, insert_new, read_delta
+from marketlake.tables import (
+    create_table_if_missing,
+    current_version,
+    delete_where,
+    delta_table,
+    insert_new,
+    read_delta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +209,9 @@ def erase(
         rows = spark.createDataFrame([(h, erasure_id, now) for h in new], SUPPRESSION_SCHEMA)
         insert_new(rows, suppression_path(spark), ["value_hash"])
     for table in plan.counts.values():
-        target = DeltaTable.forPath(spark, table.path)
-        target.delete(table.condition)
-        table.version = current_version(spark, table.path)
-        metrics = target.history(1).first()
-        table.deleted = int(((metrics and metrics["operationMetrics"]) or {}).get("numDeletedRows", table.total))
+        commit = delete_where(spark, table.path, table.condition)
+        table.version = commit.version if commit else current_version(spark, table.path)
+        table.deleted = commit.deleted if commit else 0
         if table.deleted != table.total:
             log.warning("%s: %d rows counted, %d deleted", table.table, table.total, table.deleted)
         if delta_table(spark, table.path).detail().first()["properties"].get(DELETION_VECTORS) == "true":
@@ -281,20 +284,16 @@ def purge(spark: SparkSession, settings: Settings, hours: float, requested_by: s
     ops_db, watermarks = SILVER_WATERMARKS.split(".")
     readers = change_feed_readers(spark, str(settings.database_location(ops_db) / watermarks))
     results = []
-    with retention_check_disabled(spark, hours < DELTA_DEFAULT_RETENTION_HOURS):
+    with vacuum_retention(spark, hours):
         for name in names:
             ref = tables.get(name)
             if ref is None:  # dropped since
                 continue
-            if delta_table(spark, ref.path).detail().first()["properties"].get(DELETION_VECTORS) == "true":
+            properties = delta_table(spark, ref.path).detail().first()["properties"]
+            if properties.get(DELETION_VECTORS) == "true":
                 spark.sql(f"REORG TABLE delta.`{ref.path}` APPLY (PURGE)")
-            candidates = vacuum_candidates(spark, ref.path, hours)
-            held = vacuum_hold(spark, ref.path, readers.get(name), hours) if candidates else None
-            if candidates and not held:
-                DeltaTable.forPath(spark, ref.path).vacuum(hours)
-            if held:
-                log.warning("%s: not purged: %s", name, held)
-            results.append(PurgeResult(name, 0 if held else len(candidates), held))
+            vacuum = vacuum_table(spark, ref, properties, hours, readers.get(name))
+            results.append(PurgeResult(name, vacuum.files if vacuum.vacuumed else 0, vacuum.held))
     cutoff = started.timestamp() - 3600 * hours
     report = PurgeReport(results, len(pending), sorted(r.at + 3600 * hours for r in pending if r.at > cutoff))
     record = (

@@ -40,8 +40,11 @@ class Suppression:
     identifiers: Mapping[str, Mapping[str, Mapping[str, str]]]  # domain -> entity -> identifier -> expression
 
     def flag(self, rows: DataFrame, domain: str, entity: str) -> Column:
-        """True for a bronze row (with _raw_record and _parse_error) that names a suppressed person."""
-        exprs = self.identifiers.get(domain, {}).get(entity, {})
+        """True for a bronze row (with _raw_record and _parse_error) that names a suppressed person; always false in a
+        domain without people (trends), whose rows then skip the check."""
+        if domain not in self.identifiers:
+            return F.lit(False)
+        exprs = self.identifiers[domain].get(entity, {})
         values = [normalised(e, k) for k, e in exprs.items() if references_exist(e, rows.columns)]
         raw = F.col("_raw_record")
         words = F.when(F.col("_parse_error").isNotNull(), F.regexp_extract_all(raw, F.lit(WORD), F.lit(0)))
