@@ -111,6 +111,7 @@ class Lake:
     user: str
     people: list[Person]
     before: dict[str, list[str]]
+    raw: set[str]  # their emails and phones as they arrived
 
     def holds(self, row: str) -> bool:
         return any(p.holds(row) for p in self.people)
@@ -151,7 +152,15 @@ def lake(spark: SparkSession, privacy_lakehouse: Path, warm_jobs: JobRunners) ->
     churn.select(as_of, "user_id", model, F.lit(0.3).alias("churn_probability")).write.format("delta").partitionBy(
         "as_of_date"
     ).save(str(lh / "gold" / "churn_scores"))
-    return Lake(lh, jobs, cid, uid, [customer, user], snapshot(spark, lh))
+    raw = {
+        r[field]
+        for table, key, person in (("commerce_customers", "customer_id", cid), ("exchange_users", "user_id", uid))
+        for r in bronze[table]
+        if r.get(key) == person
+        for field in ("email", "phone")
+        if r.get(field)
+    }
+    return Lake(lh, jobs, cid, uid, [customer, user], snapshot(spark, lh), raw)
 
 
 def traces(lake: Lake, tables: dict[str, list[str]]) -> dict[str, int]:
@@ -285,6 +294,19 @@ def test_after_the_purge_no_earlier_version_or_change_feed_returns_them(
                 continue
             assert not any(lake.holds(r) for r in changes), table
     assert checked > len(had) and unreadable > 0
+
+
+def test_after_the_purge_no_file_holds_their_email_or_phone(lake: Lake, erased: dict[str, Any]) -> None:
+    """Byte for byte, every file outside the landing zone: data files, Delta logs (an erasure's own commits, the
+    statistics of every file ever added), checkpoints, the catalog."""
+    assert len(lake.raw) >= 3
+    needles = [s.lower().encode() for s in lake.raw]
+    held = []
+    for path in sorted(lake.root.rglob("*")):
+        if path.is_file() and "landing" not in path.relative_to(lake.root).parts:
+            data = path.read_bytes().lower()
+            held += [(str(path.relative_to(lake.root)), n.decode()) for n in needles if n in data]
+    assert held == []
 
 
 def test_rerunning_the_erasure_changes_nothing_and_an_unknown_person_is_reported(

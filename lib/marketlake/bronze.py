@@ -42,6 +42,13 @@ _CORRUPT = "_ml_corrupt_record"
 SOURCE_COLUMNS = ("_source_file", "_source_size", "_line_no")
 
 
+# Delta keeps min/max statistics of the first 32 columns of every file in its log, which no VACUUM removes: for bronze
+# they would be raw emails and phones. Statistics are kept for these lineage columns only (ingestion filters on
+# _source_file and _landing_date; _landing_date is the clustering column).
+STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
+BRONZE_STATS_COLUMNS = "_batch_id,_landing_date,_source_file,_source_size,_line_no,_ingest_ts,_source_format"
+
+
 def bronze_schema(spec: SourceSpec) -> StructType:
     """Metadata, then the contract columns as strings, then rescued data and the raw record."""
     contract = [StructField(c, StringType(), True) for c in spec.columns]

@@ -23,8 +23,10 @@ from pyspark.sql import functions as F
 
 from marketlake import fs
 from marketlake.bronze import (
+    BRONZE_STATS_COLUMNS,
     LANDING_DATE,
     LANDING_DATE_PATTERN,
+    STATS_COLUMNS_PROPERTY,
     bronze_schema,
     check_csv_header,
     check_user_header,
@@ -215,7 +217,7 @@ def ingest_files(
             table,
             bronze_schema(spec),
             comment=comment,
-            properties={CHANGE_FEED: "true"},
+            properties={CHANGE_FEED: "true", STATS_COLUMNS_PROPERTY: BRONZE_STATS_COLUMNS},
             cluster_by=[LANDING_DATE],
         )
         version = current_version(spark, location)

@@ -279,6 +279,26 @@ class DeleteResult:
     deleted: int  # rows it deleted, from that commit's metrics
 
 
+def delete_rows_unnamed(spark: SparkSession, ref: str, condition: Column) -> DeleteResult | None:
+    """Delete the rows matching `condition` without writing the condition down: Delta logs a DELETE's predicate,
+    literals included, in a commit no VACUUM removes, so a condition naming a person would keep them in the log.
+    Instead a MERGE deletes the target rows whose fingerprint (SHA-256 of the whole row as JSON) is among those of the
+    matching rows; its logged predicate compares fingerprints and names no value. Identical rows share a fingerprint
+    and go together (they match the condition alike)."""
+    table = read_delta(spark, ref)
+    row = F.struct(*[F.col(f"`{c}`") for c in table.columns])
+    victims = table.where(condition).select(F.sha2(F.to_json(row), 256).alias("_fingerprint")).distinct()
+    target = F.sha2(F.to_json(F.struct(*[F.col(f"t.`{c}`").alias(c) for c in table.columns])), 256)
+    with tagged_commits(spark) as tag:
+        merge = delta_table(spark, ref).alias("t").merge(victims.alias("s"), target == F.col("s._fingerprint"))
+        merge.whenMatchedDelete().execute()
+    commit = _commit_since(spark, ref, -1, F.col("userMetadata") == tag)
+    if commit is None:
+        return None
+    metrics = commit["operationMetrics"] or {}
+    return DeleteResult(version=int(commit["version"]), deleted=int(metrics.get("numTargetRowsDeleted", 0)))
+
+
 def delete_where(spark: SparkSession, ref: str, condition: Column) -> DeleteResult | None:
     """Delete the rows of a Delta table that match `condition`, in one commit; that commit's version and the rows it
     deleted as its metrics report them (the commit found by its unique tag), or None when Delta committed nothing."""

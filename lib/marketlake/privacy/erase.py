@@ -58,7 +58,7 @@ from marketlake.runlog import SILVER_WATERMARKS
 from marketlake.tables import (
     create_table_if_missing,
     current_version,
-    delete_where,
+    delete_rows_unnamed,
     delta_table,
     insert_new,
     read_delta,
@@ -209,7 +209,7 @@ def erase(
         rows = spark.createDataFrame([(h, erasure_id, now) for h in new], SUPPRESSION_SCHEMA)
         insert_new(rows, suppression_path(spark), ["value_hash"])
     for table in plan.counts.values():
-        commit = delete_where(spark, table.path, table.condition)
+        commit = delete_rows_unnamed(spark, table.path, table.condition)
         table.version = commit.version if commit else current_version(spark, table.path)
         table.deleted = commit.deleted if commit else 0
         if table.deleted != table.total:

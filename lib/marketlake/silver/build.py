@@ -32,6 +32,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from marketlake.bronze import STATS_COLUMNS_PROPERTY
 from marketlake.config import Settings, SourceSpec
 from marketlake.errors import InputError
 from marketlake.privacy.detection import UndeclaredPii, pii_policy, undeclared_message, without_keys
@@ -63,6 +64,11 @@ from marketlake.tables import (
 log = logging.getLogger(__name__)
 
 QUARANTINE_KEY = ("source_table", "_batch_id", "_source_file", "_line_no")
+# Statistics for every column but the raw record (see bronze.BRONZE_STATS_COLUMNS: Delta's log keeps them).
+QUARANTINE_PROPERTIES = {
+    STATS_COLUMNS_PROPERTY: "run_id,silver_table,source_table,_batch_id,_landing_date,_source_file,_line_no,"
+    "quarantined_at,resolved_run_id,resolved_at"
+}
 QUARANTINE_SCHEMA = (
     "run_id string, silver_table string, source_table string, _batch_id string, _landing_date date, "
     "_source_file string, _line_no long, record string, failed_rules array<string>, warnings array<string>, "
@@ -346,17 +352,27 @@ class DomainBuilder:
         return out
 
     # ---- writing ---------------------------------------------------------------------------------------------
-    def ensure(self, database: str, table: str, schema: StructType, partition: bool, comment: str) -> str:
+    def ensure(
+        self,
+        database: str,
+        table: str,
+        schema: StructType,
+        partition: bool,
+        comment: str,
+        properties: dict[str, str] | None = None,
+    ) -> str:
         path = self.path(database, table)
         if not self.is_table(path):
-            create_table(self.spark, f"{database}.{table}", schema, ["event_date"] if partition else [], comment)
+            partitions = ["event_date"] if partition else []
+            create_table(self.spark, f"{database}.{table}", schema, partitions, comment, properties)
         return path
 
     def quarantine(self, failed: DataFrame, run: TableRun) -> None:
         """Insert newly failed rows; a row quarantined before (a replay, or a retry that fails again) is not added
         again but counted as already held."""
         schema = self.spark.createDataFrame([], QUARANTINE_SCHEMA).schema
-        path = self.ensure("quarantine", self.domain, schema, False, f"quarantine: rejected {self.domain} records")
+        comment = f"quarantine: rejected {self.domain} records"
+        path = self.ensure("quarantine", self.domain, schema, False, comment, QUARANTINE_PROPERTIES)
         o = self.options
         now = F.lit(o.now).cast("timestamp")
         rows = failed.select(
