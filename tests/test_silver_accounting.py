@@ -63,11 +63,20 @@ def builder(spark: SparkSession, settings: Settings, tmp_path: Path) -> Iterator
     class Local(DomainBuilder):
         """Registers its tables in this test's databases (their locations are the paths it reads)."""
 
-        def ensure(self, database: str, table: str, schema: StructType, partition: bool, comment: str) -> str:
+        def ensure(
+            self,
+            database: str,
+            table: str,
+            schema: StructType,
+            partition: bool,
+            comment: str,
+            properties: dict[str, str] | None = None,
+        ) -> str:
             path = self.path(database, table)
             if not self.is_table(path):
                 partitions = ["event_date"] if partition else []
-                create_table_if_missing(self.spark, f"{names[database]}.{table}", schema, partitions, comment)
+                name = f"{names[database]}.{table}"
+                create_table_if_missing(self.spark, name, schema, partitions, comment, properties)
             return path
 
     yield Local(spark, local, "exchange", users, rules, options, {})
