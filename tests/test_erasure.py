@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tests.conftest import JobRunners, WarmJobs, delta_tables
 LAYERS = ("bronze", "silver", "quarantine", "gold", "ops")
 DEV_KEY = b"marketlake-development-key-not-a-secret"  # conf/base.yaml privacy.dev_key: the tests set no key
 WORD = re.compile(r"[A-Za-z0-9@._+-]+")
+MODEL_TABLES = ("regret_scores", "churn_scores")  # written here as scoring writes them (regret with deletion vectors)
 
 
 def rows_of(spark: SparkSession, path: str, version: int | None = None) -> list[str]:
@@ -118,7 +120,7 @@ class Lake:
 
 
 @pytest.fixture(scope="module")
-def lake(spark: SparkSession, privacy_lakehouse: Path, warm_jobs: JobRunners) -> Lake:
+def lake(spark: SparkSession, privacy_lakehouse: Path, warm_jobs: JobRunners) -> Iterator[Lake]:
     """The privacy lakehouse with, added: a malformed customers line naming the chosen customer (bronze keeps it,
     silver quarantines it), and two model tables written as the scoring job writes them, one with deletion vectors
     on; then the two people and a snapshot of every table."""
@@ -142,7 +144,7 @@ def lake(spark: SparkSession, privacy_lakehouse: Path, warm_jobs: JobRunners) ->
         .load(str(lh / "silver" / "commerce_orders"))
         .select(F.col("event_date").alias("purchase_date"), "order_id", "customer_id", model, F.lit(0.5).alias("score"))
     )
-    path = str(lh / "gold" / "regret_scores")
+    path = str(lh / "gold" / MODEL_TABLES[0])
     DeltaTable.create(spark).location(path).addColumns(scores.schema).property(
         "delta.enableDeletionVectors", "true"
     ).execute()
@@ -151,7 +153,7 @@ def lake(spark: SparkSession, privacy_lakehouse: Path, warm_jobs: JobRunners) ->
     as_of = F.lit("2026-03-04").cast("date").alias("as_of_date")
     churn.select(as_of, "user_id", model, F.lit(0.3).alias("churn_probability")).write.format("delta").partitionBy(
         "as_of_date"
-    ).save(str(lh / "gold" / "churn_scores"))
+    ).save(str(lh / "gold" / MODEL_TABLES[1]))
     raw = {
         r[field]
         for table, key, person in (("commerce_customers", "customer_id", cid), ("exchange_users", "user_id", uid))
@@ -160,7 +162,9 @@ def lake(spark: SparkSession, privacy_lakehouse: Path, warm_jobs: JobRunners) ->
         for field in ("email", "phone")
         if r.get(field)
     }
-    return Lake(lh, jobs, cid, uid, [customer, user], snapshot(spark, lh), raw)
+    yield Lake(lh, jobs, cid, uid, [customer, user], snapshot(spark, lh), raw)
+    for table in MODEL_TABLES:  # written by this module only: the next module on this lakehouse starts without them
+        shutil.rmtree(lh / "gold" / table)
 
 
 def traces(lake: Lake, tables: dict[str, list[str]]) -> dict[str, int]:

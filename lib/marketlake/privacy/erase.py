@@ -184,7 +184,9 @@ def outcomes(plan: Plan, key: bytes, suppressed: frozenset[str]) -> list[Outcome
     for i, subject in enumerate(plan.subjects):
         hashed = subject_hash(key, subject.request)
         tables = [(t.table, t.rows[i], t.version) for t in plan.counts.values() if t.rows[i]]
-        outcome = "erased" if tables else "already_erased" if hashed in suppressed else "not_found"
+        # Erased before, whether asked for by this identifier or found through another (an email, then its id).
+        known = hashed in suppressed or suppression_hash(key, subject.request.value) in suppressed
+        outcome = "erased" if tables else "already_erased" if known else "not_found"
         out.append(Outcome(subject, outcome, hashed, tables))
     return out
 
