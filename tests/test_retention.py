@@ -298,7 +298,7 @@ def test_every_table_is_listed_with_its_class_or_why_it_stays(runs: Runs) -> Non
     assert classes[("bronze", "commerce_orders_shopify")] == ("transactions", "7y", "_landing_date")
     assert classes[("silver", "commerce_web_sessions")] == ("behavioural", "3y", "event_date")
     assert classes[("gold", "exchange_rfm")] == ("behavioural", "3y", "as_of_date")
-    assert classes[("gold", "exchange_cohort_retention")] == ("behavioural", "3y", "cohort_month")
+    assert classes[("gold", "commerce_daily_kpis")] == ("behavioural", "3y", "date")
     assert classes[("gold", "exchange_compliance_flags")] == ("audit", "7y", "date")
     for layer in ("bronze", "silver"):
         for table in ("exchange_users", "commerce_customers"):
