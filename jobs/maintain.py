@@ -12,7 +12,6 @@ from marketlake.cli import base_parser, run
 from marketlake.config import load_settings
 from marketlake.errors import InputError
 from marketlake.maintain import (
-    change_feed_readers,
     check_retention,
     find_tables,
     maintain_table,
@@ -22,7 +21,7 @@ from marketlake.maintain import (
     vacuum_retention,
 )
 from marketlake.report import format_rows
-from marketlake.runlog import SILVER_WATERMARKS
+from marketlake.runlog import silver_change_feed_readers
 from marketlake.session import get_spark
 
 log = logging.getLogger("marketlake.maintain")
@@ -45,8 +44,7 @@ def main(args: argparse.Namespace) -> int:
         where = f"{settings.lakehouse_root} ({', '.join(layers)})"
         raise InputError(f"no Delta tables under {where}: run the pipeline first")
     tables = select_tables(found, wanted)
-    ops_db, watermarks_table = SILVER_WATERMARKS.split(".")
-    readers = change_feed_readers(spark, str(settings.database_location(ops_db) / watermarks_table))
+    readers = silver_change_feed_readers(spark, settings)
     results = []
     with vacuum_retention(spark, retention):
         for ref in tables:

@@ -16,7 +16,6 @@ from marketlake.errors import InputError
 from marketlake.formatting import format_rows
 from marketlake.gold.spec import load_gold
 from marketlake.maintain import (
-    change_feed_readers,
     check_retention,
     find_tables,
     read_maintenance,
@@ -25,7 +24,7 @@ from marketlake.maintain import (
 )
 from marketlake.models.spec import load_models
 from marketlake.privacy.retention import expire_table, plan_retention, read_retention, report_rows
-from marketlake.runlog import SILVER_WATERMARKS
+from marketlake.runlog import silver_change_feed_readers
 from marketlake.session import get_spark
 
 log = logging.getLogger("marketlake.retention")
@@ -51,8 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if not found:
         raise InputError(f"no Delta tables under {settings.lakehouse_root}: run the pipeline first")
     plans = plan_retention(conf, select_tables(found, wanted), as_of, partitions)
-    ops_db, watermarks_table = SILVER_WATERMARKS.split(".")
-    readers = change_feed_readers(spark, str(settings.database_location(ops_db) / watermarks_table))
+    readers = silver_change_feed_readers(spark, settings)
     with vacuum_retention(spark, hours):
         outcomes = [expire_table(spark, p, hours, args.dry_run, readers.get(p.ref.qualified)) for p in plans]
     rows = report_rows(outcomes, args.dry_run)

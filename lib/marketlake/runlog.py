@@ -8,7 +8,9 @@ from datetime import date, datetime
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
+from marketlake.config import Settings
 from marketlake.ingest import IngestReport
+from marketlake.maintain import change_feed_readers
 from marketlake.silver.build import TableRun
 from marketlake.tables import create_table_if_missing, delta_table, read_delta
 
@@ -66,6 +68,13 @@ SILVER_RULES = "ops.silver_rule_counts"
 SILVER_RULES_SCHEMA = "run_id string, silver_table string, rule string, severity string, failed_rows long"
 SILVER_WATERMARKS = "ops.silver_watermarks"
 SILVER_WATERMARKS_SCHEMA = "silver_table string, bronze_table string, version long, run_id string, updated_at timestamp"
+
+
+def silver_change_feed_readers(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """Bronze table -> the lowest version silver has read its change feed up to, in this lakehouse's
+    ops.silver_watermarks (what VACUUM of a bronze table must wait for)."""
+    ops_db, table = SILVER_WATERMARKS.split(".")
+    return change_feed_readers(spark, str(settings.database_location(ops_db) / table))
 
 
 def _ensure(spark: SparkSession, name: str, ddl: str, comment: str) -> str:

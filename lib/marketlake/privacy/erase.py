@@ -35,7 +35,6 @@ from marketlake.errors import ConfigError
 from marketlake.maintain import (
     DELTA_DEFAULT_RETENTION_HOURS,
     TableRef,
-    change_feed_readers,
     vacuum_retention,
     vacuum_table,
 )
@@ -54,7 +53,7 @@ from marketlake.privacy.subjects import (
     suppression_hash,
 )
 from marketlake.privacy.suppress import SUPPRESSION, SUPPRESSION_SCHEMA
-from marketlake.runlog import SILVER_WATERMARKS
+from marketlake.runlog import silver_change_feed_readers
 from marketlake.tables import (
     create_table_if_missing,
     current_version,
@@ -283,8 +282,7 @@ def purge(spark: SparkSession, settings: Settings, hours: float, requested_by: s
     names = sorted({n for r in pending for n in r.names}, key=layer_order)
     locations = {layer: str(settings.database_location(layer)) for layer in PERSONAL_LAYERS}
     tables = layer_tables(spark, locations)
-    ops_db, watermarks = SILVER_WATERMARKS.split(".")
-    readers = change_feed_readers(spark, str(settings.database_location(ops_db) / watermarks))
+    readers = silver_change_feed_readers(spark, settings)
     results = []
     with vacuum_retention(spark, hours):
         for name in names:
