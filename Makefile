@@ -100,7 +100,7 @@ demo: setup
 
 test: setup hdfs-jars derby-jars executor-env
 	$(PY) -m ruff check lib jobs tests
-	$(PY) -m pytest -q
+	$(PY) tests/suite.py
 
 lint: env
 	$(PY) -m ruff check lib jobs tests
