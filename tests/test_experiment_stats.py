@@ -13,6 +13,7 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from marketlake.experiments.assign import HOLDOUT, Design, assign, assign_column
+from marketlake.experiments.readout import Plan, readout
 from marketlake.experiments.stats import means, proportions, sample_size_per_arm
 
 # (control units, conversions, variant units, conversions): a lift, a drop, equal rates, tiny arms, a rare event.
@@ -126,3 +127,55 @@ def test_designs_refuse_what_cannot_be_assigned() -> None:
         Design("x", (("a", 1.0), ("b", 1.0)), holdout=1.0)
     with pytest.raises(ValueError, match="weights must be positive"):
         Design("x", (("a", 1.0), ("b", 0.0)))
+
+
+def test_the_readout_scores_each_arm_against_control_as_scipy_does(spark: SparkSession) -> None:
+    """Two experiments by hand: e1 with a holdout (left out) and a treatment converting 130 of 1,000 against
+    control's 100 of 1,000, revenue only from converters; e2 with two variants, one of them short of the plan."""
+    rng = np.random.default_rng(2)
+    rows, revenue = [], {}
+    for experiment, arm, units, converted in [
+        ("e1", "control", 1000, 100),
+        ("e1", "treatment", 1000, 130),
+        ("e1", HOLDOUT, 300, 90),
+        ("e2", "a", 900, 90),
+        ("e2", "b", 900, 99),
+        ("e2", "c", 400, 52),
+    ]:
+        spend = np.where(np.arange(units) < converted, rng.gamma(2.0, 30.0, units), 0.0)
+        revenue[(experiment, arm)] = spend
+        rows += [(experiment, arm, f"{arm}-{i}", int(i < converted), float(s)) for i, s in enumerate(spend)]
+    outcomes = spark.createDataFrame(
+        rows, "experiment string, variant string, unit string, converted int, revenue double"
+    )
+    plans = {"converted": Plan("conversion", 0.03, baseline=0.10), "revenue": Plan("value", 2.0, sd=25.0)}
+    got = {
+        (r["experiment"], r["metric"], r["variant"]): r
+        for r in readout(spark, outcomes, {"e1": "control", "e2": "a"}, plans).collect()
+    }
+    assert set(got) == {
+        (e, m, v) for e, vs in (("e1", "control treatment"), ("e2", "a b c")) for v in vs.split() for m in plans
+    }
+    treated = got[("e1", "converted", "treatment")]
+    chi2, p, _, _ = stats.chi2_contingency(np.array([[130, 870], [100, 900]]), correction=False)
+    assert (treated["units"], treated["conversions"], treated["value"], treated["control_value"]) == (
+        1000,
+        130,
+        0.13,
+        0.10,
+    )
+    assert (treated["statistic"] ** 2, treated["p_value"]) == pytest.approx((chi2, p), rel=1e-9)
+    assert treated["test"] == "two_proportion_z" and treated["relative_lift"] == pytest.approx(0.3)
+    # Planned: (1.96 sqrt(2 * 0.115 * 0.885) + 0.8416 sqrt(0.1 * 0.9 + 0.13 * 0.87))^2 / 0.03^2 = 1,774 per arm.
+    assert (treated["planned_units_per_arm"], treated["sample_reached"]) == (1774, False)
+    control = got[("e1", "converted", "control")]
+    assert (control["value"], control["absolute_lift"], control["p_value"]) == (0.10, None, None)
+    for arm in ("b", "c"):
+        row = got[("e2", "revenue", arm)]
+        welch = stats.ttest_ind(revenue[("e2", arm)], revenue[("e2", "a")], equal_var=False)
+        assert (row["statistic"], row["p_value"]) == pytest.approx((welch.statistic, welch.pvalue), rel=1e-9)
+        assert row["test"] == "welch_t" and row["conversions"] is None
+    # Revenue's plan: 2 * ((1.96 + 0.8416) * 25 / 2)^2 = 2,453 per arm, more than any arm has.
+    assert {got[("e2", "revenue", v)]["planned_units_per_arm"] for v in "abc"} == {2453}
+    with pytest.raises(ValueError, match="no units in its control arm 'nope'"):
+        readout(spark, outcomes, {"e1": "nope", "e2": "a"}, plans)
