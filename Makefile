@@ -20,6 +20,8 @@ DEMO_END = $(shell date -u -d "$(DEMO_START) + $(DEMO_DAYS) days - 1 day" +%F)
 # which notebooks/4_models.ipynb plots day by day.
 SCORE_DAYS ?= 42
 SCORE_START = $(shell date -u -d "$(DEMO_END) - $(SCORE_DAYS) days + 1 day" +%F)
+# Forecasts start the day after the generated data.
+FORECAST_DATE = $(shell date -u -d "$(DEMO_END) + 1 day" +%F)
 
 .PHONY: setup env jars hdfs-jars derby-jars s3a-jars executor-env demo test lint bench maintain serve metastore-server notebooks clean
 
@@ -93,6 +95,10 @@ demo: setup
 	$(PY) jobs/gold_build.py --start $(DEMO_START) --end $(DEMO_END)
 	$(PY) jobs/train.py --model all
 	$(PY) jobs/score.py --model all --start $(SCORE_START) --end $(DEMO_END)
+	$(PY) jobs/experiments.py --start $(SCORE_START) --end $(DEMO_END)
+	$(PY) jobs/clv.py --date $(DEMO_END)
+	$(PY) jobs/forecast.py --date $(FORECAST_DATE)
+	$(PY) jobs/model_performance.py --start $(SCORE_START) --end $(DEMO_END)
 	$(PY) jobs/anomalies.py --start $(DEMO_START) --end $(DEMO_END)
 	$(PY) jobs/summary.py
 	$(PY) jobs/query.py "SELECT segment, count(*) AS users, round(avg(monetary_usd), 2) AS avg_90d_volume_usd \

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from marketlake.cli import base_parser, run
 from marketlake.config import load_settings, parse_date
 from marketlake.errors import InputError
+from marketlake.experiments.spec import load_experiments
 from marketlake.generator.params import GeneratorParams
 from marketlake.generator.run import generate_landing
 from marketlake.session import get_spark
@@ -24,15 +25,19 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--scale must be positive")
     if args.days is not None and not 1 <= args.days <= 3660:
         raise InputError("--days must be between 1 and 3660")
+    if args.effect is not None and not 0 <= args.effect <= 1:
+        raise InputError("--effect must be between 0 and 1")
     domains = settings.domains() if args.domain == "all" else (args.domain,)
     for domain in domains:
         settings.domain_sources(domain)
     params = GeneratorParams.from_config(
         settings.generator,
+        load_experiments(settings.conf_dir, settings.overlay("experiments")),
         seed=args.seed,
         scale=args.scale,
         days=args.days,
         start=parse_date(args.start, "--start") if args.start else None,
+        effect=args.effect,
     )
     out = args.out or str(settings.landing_dir)
     spark = get_spark(settings, "marketlake-generate", args.master)
@@ -59,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: config)")
     p.add_argument("--out", default=None, help="landing directory (default: <lakehouse>/landing)")
     p.add_argument("--domain", default="all", help="exchange, commerce, trends or all (default)")
+    p.add_argument(
+        "--effect",
+        type=float,
+        default=None,
+        help="the regret-intervention experiment's true relative cut in regret returns, 0..1 (default: config)",
+    )
     return p
 
 

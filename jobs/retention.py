@@ -14,7 +14,6 @@ from marketlake.cli import base_parser, run
 from marketlake.config import load_settings, parse_date
 from marketlake.errors import InputError
 from marketlake.formatting import format_rows
-from marketlake.gold.spec import load_gold
 from marketlake.maintain import (
     check_retention,
     find_tables,
@@ -22,8 +21,8 @@ from marketlake.maintain import (
     select_tables,
     vacuum_retention,
 )
-from marketlake.models.spec import load_models
 from marketlake.privacy.retention import expire_table, plan_retention, read_retention, report_rows
+from marketlake.published import gold_partitions
 from marketlake.runlog import silver_change_feed_readers
 from marketlake.session import get_spark
 
@@ -42,8 +41,7 @@ def main(args: argparse.Namespace) -> int:
     conf = read_retention(settings)
     maintenance = read_maintenance(settings)
     hours = check_retention(maintenance.retention_hours if args.retention_hours is None else args.retention_hours)
-    partitions = {s.name: s.partition for s in load_gold(settings.conf_dir, settings.overlay("gold")).tables.values()}
-    partitions.update(load_models(settings.conf_dir, settings.overlay("models")).tables())
+    partitions = gold_partitions(settings)
     wanted = [t.strip() for t in (args.table or "").split(",") if t.strip()]
     spark = get_spark(settings, "marketlake-retention", args.master)
     found = find_tables(spark, {layer: str(settings.database_location(layer)) for layer in settings.databases})

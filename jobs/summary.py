@@ -9,9 +9,8 @@ import sys
 
 from marketlake.cli import base_parser, run
 from marketlake.config import load_settings
-from marketlake.gold.spec import load_gold
-from marketlake.models.spec import load_models
 from marketlake.privacy.detection import pii_summary
+from marketlake.published import gold_partitions
 from marketlake.report import bronze_summary, format_rows, gold_summary, silver_summary
 from marketlake.session import get_spark
 
@@ -41,8 +40,7 @@ def main(args: argparse.Namespace) -> int:
         print(format_rows(silver, list(silver[0]), args.format))
     else:
         print("(none yet: run jobs/silver_build.py)")
-    partitions = {s.name: s.partition for s in load_gold(settings.conf_dir, settings.overlay("gold")).tables.values()}
-    partitions.update(load_models(settings.conf_dir, settings.overlay("models")).tables())
+    partitions = gold_partitions(settings)
     gold_dir = settings.database_location("gold")
     gold = gold_summary(spark, {name: (str(gold_dir / name), column) for name, column in partitions.items()})
     print("\nGold tables (query them by name: jobs/query.py 'SELECT * FROM gold.<table> LIMIT 10')")

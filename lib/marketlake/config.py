@@ -1,7 +1,8 @@
 """Layered configuration: conf/base.yaml + conf/<env>.yaml, loaded once into frozen objects.
 
-The other conf files (sources, silver, quality, gold, models) are layered the same way: `overlays.<file>` in
-conf/<env>.yaml is merged over conf/<file>.yaml, so an environment changes one parameter without copying a file.
+The other conf files (sources, silver, quality, gold, models, experiments) are layered the same way:
+`overlays.<file>` in conf/<env>.yaml is merged over conf/<file>.yaml, so an environment changes one parameter
+without copying a file.
 MARKETLAKE_CONF_DIR names another conf directory (every file is read from it).
 
 Environment overrides, applied after the files: MARKETLAKE_LAKEHOUSE (lakehouse root), MARKETLAKE_LANDING

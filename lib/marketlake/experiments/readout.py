@@ -48,12 +48,18 @@ class Plan:
 
 
 def readout(
-    spark: SparkSession, outcomes: DataFrame, controls: Mapping[str, str], plans: Mapping[str, Plan]
+    spark: SparkSession,
+    outcomes: DataFrame,
+    controls: Mapping[str, str],
+    plans: Mapping[str, Plan],
+    by: Mapping[str, str] | None = None,
 ) -> DataFrame:
     """The readout rows (READOUT_DDL) of every experiment in outcomes whose control arm `controls` names, for every
     metric in `plans`: the control's own row carries its value with no lift; an experiment whose data lacks its
-    control arm is refused."""
-    arms = outcomes.where(F.col("variant") != F.lit(HOLDOUT)).groupBy("experiment", "variant")
+    control arm is refused. `by` names further columns (name -> Spark SQL type, e.g. the readout's date) that each
+    make a readout of their own; they lead each row."""
+    by = dict(by or {})
+    arms = outcomes.where(F.col("variant") != F.lit(HOLDOUT)).groupBy(*by, "experiment", "variant")
     aggregates = [F.count(F.lit(1)).alias("units")]
     for metric in plans:
         aggregates += [
@@ -61,21 +67,26 @@ def readout(
             F.avg(F.col(metric)).alias(f"{metric}__mean"),
             F.var_samp(F.col(metric)).alias(f"{metric}__var"),
         ]
-    found: dict[str, dict[str, dict]] = {}
+    found: dict[tuple, dict[str, dict]] = {}
     for row in arms.agg(*aggregates).collect():
-        found.setdefault(row["experiment"], {})[row["variant"]] = row.asDict()
+        key = (*(row[c] for c in by), row["experiment"])
+        found.setdefault(key, {})[row["variant"]] = row.asDict()
     out = []
-    for experiment, variants in sorted(found.items()):
+    for key, variants in sorted(found.items()):
+        experiment = key[-1]
         control = controls.get(experiment)
         if control not in variants:
-            raise ValueError(f"experiment {experiment}: no units in its control arm '{control}'")
+            where = ", ".join(f"{c} {v}" for c, v in zip(by, key, strict=False))
+            raise ValueError(f"experiment {experiment}: no units in its control arm '{control}' {where}".rstrip())
         c = variants[control]
         for metric, plan in plans.items():
             planned = plan.units_per_arm()
             reached = all(v["units"] >= planned for v in variants.values())
             for name, v in sorted(variants.items(), key=lambda kv: (kv[0] != control, kv[0])):
-                out.append((experiment, metric, name, *_scored(metric, plan, c, v, name == control), planned, reached))
-    return spark.createDataFrame(out, READOUT_DDL)
+                scored = _scored(metric, plan, c, v, name == control)
+                out.append((*key, metric, name, *scored, planned, reached))
+    ddl = ", ".join([*(f"{c} {t}" for c, t in by.items()), READOUT_DDL])
+    return spark.createDataFrame(out, ddl)
 
 
 def _scored(metric: str, plan: Plan, control: dict, arm: dict, is_control: bool) -> tuple:

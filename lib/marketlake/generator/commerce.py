@@ -4,16 +4,20 @@ returns, fulfillment events and inventory movements.
 Hidden causal structure: sessions follow daily/weekly seasonality with monthly growth; a flash sale lifts demand
 and discounts, an outage cuts sessions. The probability that a purchase is returned for regret rises
 super-linearly with (trend velocity live at purchase) x (discount depth); defect and fraud returns are independent
-of both.
+of both. The regret-intervention experiment's planted effect (conf/base.yaml generator.experiment_effect) cuts that
+probability for the purchases of treated customers with marketing consent.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from marketlake.experiments.assign import assign_column
 from marketlake.generator import trends as trend_gen
-from marketlake.generator.params import DAY_S, GeneratorParams
+from marketlake.generator.params import DAY_S, GeneratorParams, PlantedEffect
 from marketlake.generator.people import Person
 from marketlake.generator.rand import Rng, element, lookup, pick
 
@@ -114,6 +118,13 @@ CUSTOMER_FIELDS = (
     "postcode",
     "country",
 )
+
+
+class Drawn(NamedTuple):
+    customers: DataFrame
+    products: DataFrame
+    sessions: DataFrame
+    lines: DataFrame
 
 
 def _customers(spark: SparkSession, p: GeneratorParams, rng: Rng) -> DataFrame:
@@ -310,7 +321,7 @@ def _orders_and_lines(
         n_lines.alias("_n_lines"),
         rng.choice("o:wh", [(w, 1.0) for w in WAREHOUSES], k).alias("warehouse"),
     )
-    orders = orders.join(customers.select("cid", *CUSTOMER_FIELDS), "cid")
+    orders = orders.join(customers.select("cid", *CUSTOMER_FIELDS, F.col("marketing_opt_in").alias("_opt_in")), "cid")
     lines = orders.withColumn("line_no", F.explode(F.sequence(F.lit(1), F.col("_n_lines"))))
     lk = F.concat(F.col("_order_key"), F.lit("#"), F.col("line_no").cast("string"))
     n_products = p.count("commerce_products")
@@ -340,6 +351,7 @@ def _orders_and_lines(
     )
     x = F.least(F.lit(1.0), velocity / VELOCITY_REF) * F.col("_discount")
     p_regret = 0.06 + 0.9 * F.pow(x, F.lit(1.5)) + 0.03 * F.greatest(F.lit(0.0), latest_hype - 1)
+    p_regret = _with_effect(p.effect, p_regret)
     lk = F.col("_line_key")
     fraud = rng.bernoulli("r:fraud", 0.004, lk)
     defect = rng.bernoulli("r:defect", 0.015, lk)
@@ -351,10 +363,19 @@ def _orders_and_lines(
     return lines.select(
         "*",
         velocity.alias("_velocity"),
+        p_regret.alias("_p_regret"),
         kind.alias("_return_kind"),
         unit_list.alias("_unit_list"),
         unit_paid.alias("_unit_paid"),
     )
+
+
+def _with_effect(effect: PlantedEffect | None, p_regret: Column) -> Column:
+    """P(regret) of a line with the experiment's planted effect: cut for a treated customer with marketing consent."""
+    if effect is None:
+        return p_regret
+    treated = assign_column(effect.design, F.col("customer_id")).isin(*effect.treated) & F.col("_opt_in")
+    return F.when(treated, p_regret * (1 - effect.relative_effect)).otherwise(p_regret)
 
 
 def _order_timeline(p: GeneratorParams, rng: Rng, lines: DataFrame) -> DataFrame:
@@ -683,8 +704,9 @@ def _inventory(spark: SparkSession, p: GeneratorParams, rng: Rng, products: Data
     )
 
 
-def generate(spark: SparkSession, p: GeneratorParams, trends: DataFrame) -> dict[str, DataFrame]:
-    """Clean records per commerce entity: contract columns (+ drift columns), `_ts` and `_rid`."""
+def drawn(spark: SparkSession, p: GeneratorParams, trends: DataFrame) -> Drawn:
+    """Customers, products, sessions and order lines (persisted), the lines with their hidden regret probability
+    (`_p_regret`, after any planted effect) and return decision (`_return_kind`)."""
     rng = Rng(p.seed)
     customers = _customers(spark, p, rng).persist()
     products = _products(spark, p, rng).persist()
@@ -693,6 +715,13 @@ def generate(spark: SparkSession, p: GeneratorParams, trends: DataFrame) -> dict
     n_customers_at = F.lit(n_existing) + F.greatest(F.lit(0.0), (F.col("_ts") - p.start_s) * per_s)
     sessions = _sessions(spark, p, rng, n_customers_at).persist()
     lines = _orders_and_lines(p, rng, sessions, products, customers, trends).persist()
+    return Drawn(customers, products, sessions, lines)
+
+
+def generate(spark: SparkSession, p: GeneratorParams, trends: DataFrame) -> dict[str, DataFrame]:
+    """Clean records per commerce entity: contract columns (+ drift columns), `_ts` and `_rid`."""
+    rng = Rng(p.seed)
+    customers, products, sessions, lines = drawn(spark, p, trends)
     orders = _order_timeline(p, rng, lines)
     orders = orders.withColumn("_ref", _platform_ref(orders)).persist()
     customer_records = customers.select(

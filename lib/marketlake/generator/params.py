@@ -7,7 +7,22 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from marketlake.experiments.assign import Design
+from marketlake.experiments.spec import ExperimentSpec
+
 DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class PlantedEffect:
+    """The true effect of the regret-intervention experiment: a purchase of a customer in a treated arm of `design`
+    who consented to marketing (so may get the intervention) is returned for regret with probability
+    x (1 - relative_effect). The generator cannot know which purchases the model will pick, so every such purchase
+    carries the effect; the readout measures it on the purchases the experiment exposed."""
+
+    design: Design
+    treated: tuple[str, ...]
+    relative_effect: float
 
 
 @dataclass(frozen=True)
@@ -21,9 +36,14 @@ class GeneratorParams:
     drift_at: float
     shocks: Mapping[str, Mapping[str, float]]
     max_lines_per_file: int
+    effect: PlantedEffect | None = None
 
     @classmethod
-    def from_config(cls, generator: Mapping[str, Any], **overrides: Any) -> GeneratorParams:
+    def from_config(
+        cls, generator: Mapping[str, Any], experiments: Mapping[str, ExperimentSpec] | None = None, **overrides: Any
+    ) -> GeneratorParams:
+        """The parameters from conf's `generator` section and command-line overrides; `experiments`
+        (conf/experiments.yaml) lets the section's experiment_effect plant its effect in its experiment."""
         values = {k: v for k, v in overrides.items() if v is not None}
         start = values.get("start", generator["start"])
         return cls(
@@ -36,6 +56,7 @@ class GeneratorParams:
             drift_at=float(generator.get("drift_at", 0.5)),
             shocks={k: dict(v) for k, v in (generator.get("shocks") or {}).items()},
             max_lines_per_file=int(generator.get("max_lines_per_file", 500_000)),
+            effect=_effect(generator.get("experiment_effect"), experiments or {}, values.get("effect")),
         )
 
     @property
@@ -67,3 +88,19 @@ class GeneratorParams:
             return None
         day = int(shock["day"])
         return day if 0 <= day < self.days else None
+
+
+def _effect(
+    raw: Mapping[str, Any] | None, experiments: Mapping[str, ExperimentSpec], relative: float | None
+) -> PlantedEffect | None:
+    """The planted effect, with `relative` (a command-line override) in place of the configured relative_effect;
+    none without an effect, a zero one, or the experiment's design."""
+    if not raw:
+        return None
+    size = float(raw["relative_effect"] if relative is None else relative)
+    if not 0 <= size <= 1:
+        raise ValueError(f"the experiment's relative effect must be in [0, 1], got {size}")
+    found = experiments.get(str(raw["experiment"]))
+    if found is None or size == 0:
+        return None
+    return PlantedEffect(found.design, found.treated, size)

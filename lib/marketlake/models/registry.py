@@ -129,6 +129,14 @@ def logged_metrics(run_id: str) -> dict[str, dict[str, float]]:
     }
 
 
+def version_metrics(name: str, version: int) -> dict[str, float]:
+    """The test metrics of a registered model version's training run (empty when it logged none)."""
+    from mlflow import MlflowClient
+
+    run_id = MlflowClient().get_model_version(name, str(version)).run_id
+    return logged_metrics(run_id)["xgboost"] if run_id else {}
+
+
 def log_and_register(
     trained: TrainedModel,
     input_example: Any,

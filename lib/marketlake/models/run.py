@@ -16,14 +16,16 @@ from pyspark.sql import functions as F
 
 from marketlake.config import Settings
 from marketlake.errors import InputError
+from marketlake.experiments.arms import with_arms
+from marketlake.experiments.spec import for_model, load_experiments
 from marketlake.gold.build import replace_where, silver_path, write_partitions
 from marketlake.gold.common import between
 from marketlake.gold.spec import GoldSpec, date_range, describe_dates
-from marketlake.models import anomalies, registry
+from marketlake.models import anomalies, performance, registry
 from marketlake.models.bundle import ModelBundle
 from marketlake.models.drift import daily_psi
 from marketlake.models.features import labelled
-from marketlake.models.scoring import apply_bundle, decisions, risk_band, with_consent
+from marketlake.models.scoring import CONSENT, apply_bundle, decisions, risk_band, with_consent
 from marketlake.models.spec import DRIFT_TABLE, IMPORTANCE_TABLE, ModelsConf, ModelSpec
 from marketlake.models.train import TrainedModel, train
 from marketlake.report import format_rows
@@ -215,16 +217,19 @@ def score_range(
     scored = checkpoint(scored)
     about = f"{spec.name} model scores per {spec.date}: calibrated score, risk band and the top-3 SHAP reasons"
     scores_spec = GoldSpec(spec.scores_table, spec.date, ", ".join(spec.keys), (spec.table,), about)
-    n, written = _write(spark, settings, database, scored, scores_spec, start, end)
+    n, written = write_gold(spark, settings, database, scored, scores_spec, start, end)
     decided_spec = GoldSpec(
         spec.decisions_table,
         spec.date,
         ", ".join(spec.keys),
         (spec.scores_table,),
-        f"{spec.name} interventions from the policy in conf/models.yaml",
+        f"{spec.name} interventions from the policy (conf/models.yaml) and experiment arm (conf/experiments.yaml)",
     )
-    decided = decisions(consented(spark, settings, spec, scored), spec)
-    _write(spark, settings, database, decided, decided_spec, start, end)
+    experiment = for_model(load_experiments(settings.conf_dir, settings.overlay("experiments")), spec.name)
+    known = consented(spark, settings, spec, scored)
+    keep = [c for c in (experiment.unit, CONSENT) if c in known.columns] if experiment else []
+    decided = with_arms(decisions(known, spec, keep), spec, experiment)
+    write_gold(spark, settings, database, decided, decided_spec, start, end)
     flags = write_drift(spark, settings, database, conf, spec, rows, bundle, version, start, end)
     log.info("%s v%d %s..%s: %d rows %s", spec.name, version, start, end, n, "written" if written else "unchanged")
     return ScoreRun(spec.name, version, start, end, n, written, flags, time.perf_counter() - started)
@@ -246,7 +251,7 @@ def consented(spark: SparkSession, settings: Settings, spec: ModelSpec, scored: 
     return with_consent(scored, read_delta(spark, location), spec.consent.key)
 
 
-def _write(
+def write_gold(
     spark: SparkSession,
     settings: Settings,
     database: str,
@@ -290,7 +295,7 @@ def write_drift(
         (spec.scores_table,),
         "population stability index per feature and scored day against the training window",
     )
-    _write(spark, settings, database, drift, drift_spec, start, end, f"model_name = '{spec.name}'")
+    write_gold(spark, settings, database, drift, drift_spec, start, end, f"model_name = '{spec.name}'")
     return sum(1 for *_, flagged in values if flagged)
 
 
@@ -332,9 +337,49 @@ def detect_anomalies(
         tuple(s["table"] for s in a["series"]),
         "daily KPI anomalies: z-score, Isolation Forest and forecast-residual flags, consensus and JSON insights",
     )
-    rows, written = _write(spark, settings, database, result, spec, start, end)
+    rows, written = write_gold(spark, settings, database, result, spec, start, end)
     confirmed = [
         json.loads(r["insight"])
         for r in result.where("consensus_2of3").orderBy("date", "series", "dimension").collect()
     ]
     return AnomalyRun(start, end, rows, written, confirmed, time.perf_counter() - started)
+
+
+def watch_performance(
+    spark: SparkSession,
+    settings: Settings,
+    conf: ModelsConf,
+    spec: ModelSpec,
+    start: date,
+    end: date,
+    database: str = "gold",
+) -> tuple[int, bool, list[dict[str, Any]]]:
+    """Replace the scoring weeks of start..end (their Mondays) of the model's rows in gold.model_performance with
+    each version's realised metrics on the weeks whose labels are all final; returns (rows, written, flagged)."""
+    first, last = performance.monday(start), performance.monday(end)
+    reader = f"the {spec.name} model's performance"
+    scores = read_delta(spark, existing_gold(spark, settings, spec.scores_table, database, reader))
+    facts = read_delta(spark, existing_gold(spark, settings, spec.table, database, reader))
+    keys = [spec.date, *spec.keys]
+    labels = facts.where(F.expr(spec.population)).select(
+        *keys,
+        F.col(spec.label).cast("double").alias("label"),
+        (F.expr(spec.label_complete) & F.col(spec.label).isNotNull()).alias("final"),
+    )
+    labelled = (
+        scores.where(between(spec.date, first, last + timedelta(days=6)))
+        .select(*keys, "model_version", "raw_score", "score")
+        .join(labels, keys)
+    )
+    versions = [r[0] for r in labelled.select("model_version").distinct().collect()]
+    tested = {v: registry.version_metrics(spec.registered_name, v) for v in versions}
+    drift_location = gold_location(settings, DRIFT_TABLE, database)
+    drift = read_delta(spark, drift_location) if is_delta_table(spark, drift_location) else None
+    watch = performance.Watch(float(conf.monitoring["auc_drop"]), int(conf.monitoring["psi_days"]))
+    weekly = performance.weekly(spark, labelled, spec.name, spec.date, spec.daily_budget, tested, drift, watch)
+    weekly = checkpoint(weekly)
+    n, written = write_gold(
+        spark, settings, database, weekly, performance.SPEC, first, last, f"model_name = '{spec.name}'"
+    )
+    flagged = [r.asDict() for r in weekly.where("flagged").orderBy("week_start", "model_version").collect()]
+    return n, written, flagged

@@ -70,12 +70,12 @@ def with_consent(scored: DataFrame, consent: DataFrame | None, key: str) -> Data
     return scored.join(consent.select(key, CONSENT), key, "left")
 
 
-def decisions(scored: DataFrame, spec: ModelSpec) -> DataFrame:
+def decisions(scored: DataFrame, spec: ModelSpec, keep: Sequence[str] = ()) -> DataFrame:
     """The intervention for each scored row: the first policy rule whose segment condition holds, whose score
     range contains the score and, for a marketing rule, whose customer consented to marketing, else the policy
     default. Consent is `marketing_opt_in` true; false or unknown (null) is no consent, so such a row falls
     through to the next non-marketing rule or the default, and `suppressed_by_consent` says that the first rule
-    it met was a marketing one it could not have."""
+    it met was a marketing one it could not have. `keep` names further columns of scored to keep after the keys."""
     default = spec.policy_default
     marketing = any(r.marketing for r in spec.policy)
     if marketing and CONSENT not in scored.columns:
@@ -93,6 +93,7 @@ def decisions(scored: DataFrame, spec: ModelSpec) -> DataFrame:
     suppressed = F.coalesce(first_kind == F.lit("marketing"), F.lit(False)) & ~consented
     return scored.select(
         *spec.keys,
+        *[c for c in keep if c not in spec.keys],
         spec.date,
         "model_name",
         "model_version",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -15,6 +15,7 @@ from marketlake.errors import ConfigError, InputError
 
 DRIFT_TABLE = "model_drift"
 IMPORTANCE_TABLE = "model_feature_importance"
+PERFORMANCE_TABLE = "model_performance"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class ModelsConf:
     drift_bins: int
     psi_threshold: float
     anomalies: Mapping[str, Any]
+    monitoring: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -98,6 +100,7 @@ class ModelsConf:
             DRIFT_TABLE: "date",
             IMPORTANCE_TABLE: "model_name",
             str(self.anomalies["table"]): "date",
+            PERFORMANCE_TABLE: "week_start",
         }
 
     def select(self, names: str) -> list[ModelSpec]:
@@ -165,6 +168,7 @@ def load_models(conf_dir: Path, overlay: Mapping[str, Any] | None = None) -> Mod
             drift_bins=int(raw["drift"]["bins"]),
             psi_threshold=float(raw["drift"]["psi_threshold"]),
             anomalies=MappingProxyType(dict(raw["anomalies"])),
+            monitoring=MappingProxyType(dict(raw["monitoring"])),
         )
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
