@@ -4,7 +4,8 @@ returns, fulfillment events and inventory movements.
 Hidden causal structure: sessions follow daily/weekly seasonality with monthly growth; a flash sale lifts demand
 and discounts, an outage cuts sessions. The probability that a purchase is returned for regret rises
 super-linearly with (trend velocity live at purchase) x (discount depth); defect and fraud returns are independent
-of both. The regret-intervention experiment's planted effect (conf/base.yaml generator.experiment_effect) cuts that
+of both, and fraud claims come from expensive items bought several at a time or at night. The regret-intervention
+experiment's planted effect (conf/base.yaml generator.experiment_effect) cuts the regret
 probability for the purchases of treated customers with marketing consent.
 """
 
@@ -353,7 +354,7 @@ def _orders_and_lines(
     p_regret = 0.06 + 0.9 * F.pow(x, F.lit(1.5)) + 0.03 * F.greatest(F.lit(0.0), latest_hype - 1)
     p_regret = _with_effect(p.effect, p_regret)
     lk = F.col("_line_key")
-    fraud = rng.bernoulli("r:fraud", 0.004, lk)
+    fraud = rng.bernoulli("r:fraud", _p_fraud(), lk)
     defect = rng.bernoulli("r:defect", 0.015, lk)
     regret = rng.bernoulli("r:regret", p_regret, lk)
     kind = F.when(fraud, F.lit("fraud")).when(defect, F.lit("defect")).when(regret, F.lit("regret"))
@@ -368,6 +369,15 @@ def _orders_and_lines(
         unit_list.alias("_unit_list"),
         unit_paid.alias("_unit_paid"),
     )
+
+
+def _p_fraud() -> Column:
+    """A line's chance of a fraudulent "item not received" claim: higher bought at night (UTC) and highest for an
+    expensive item bought several at a time or at night."""
+    night = F.hour(F.timestamp_seconds("_created_s")) < 6
+    expensive = F.col("list_price").cast("double") >= 120
+    risky = expensive & ((F.col("quantity") >= 2) | night)
+    return F.when(risky, F.lit(0.08)).when(night, F.lit(0.01)).otherwise(F.lit(0.002))
 
 
 def _with_effect(effect: PlantedEffect | None, p_regret: Column) -> Column:
@@ -582,8 +592,10 @@ def _returns(rng: Rng, lines: DataFrame, orders: DataFrame) -> DataFrame:
         )
         .otherwise(rng.choice("r:regret_reason", REGRET_REASONS, lk))
     )
-    after_days = F.when(F.col("_return_kind") == "regret", 1 + rng.uniform("r:days", lk) * 12).otherwise(
-        2 + rng.uniform("r:days", lk) * 20
+    after_days = (
+        F.when(F.col("_return_kind") == "regret", 1 + rng.uniform("r:days", lk) * 12)
+        .when(F.col("_return_kind") == "fraud", 1 + rng.uniform("r:days", lk) * 5)
+        .otherwise(2 + rng.uniform("r:days", lk) * 20)
     )
     requested = (F.col("_delivered_s") + after_days * DAY_S).cast("long")
     return returned.select(

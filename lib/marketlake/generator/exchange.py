@@ -1,8 +1,9 @@
 """Crypto exchange sources: users, trading pairs, orders (with status updates), trades, wallet transactions, logins.
 
 Hidden causal structure: every user has an activity level; a share of users churn, and their activity declines
-linearly over the three weeks before they stop. VIP/Pro users trade larger notionals at lower fees. A few users
-deposit a large amount and withdraw most of it within a day (compliance pattern).
+linearly over the three weeks before they stop. VIP/Pro users trade larger notionals at lower fees. A few users are
+money mules: once, they deposit a large amount and withdraw most of it within a day (the compliance pattern), they
+make no other withdrawal, and compliance has frozen their accounts (status 'frozen': the fraud label).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ PAIRS = {
     "SOL/BTC": ("SOL", "BTC", 0.04, 150.0, 0.0000001, 0.001),
 }
 BTC_USD = 65000.0
+# Users who launder money once (and whose accounts compliance then froze).
+MULE_SHARE = 0.02
 
 
 def reference_price(pair: Column, ts: Column) -> Column:
@@ -72,6 +75,8 @@ def _users(spark: SparkSession, p: GeneratorParams, rng: Rng) -> DataFrame:
     kyc = rng.choice("u:kyc", [("verified", 0.8), ("pending", 0.15), ("rejected", 0.05)], uid)
     status = F.when(churns & (churn_at < p.end_s), rng.choice("u:closed", [("closed", 0.4), ("active", 0.6)], uid))
     status = status.otherwise(rng.choice("u:status", [("active", 0.97), ("suspended", 0.03)], uid))
+    launders = rng.bernoulli("u:launder", MULE_SHARE, uid)
+    status = F.when(launders, F.lit("frozen")).otherwise(status)
     return (
         spark.range(n_existing + n_new)
         .withColumnRenamed("id", "uid")
@@ -96,7 +101,7 @@ def _users(spark: SparkSession, p: GeneratorParams, rng: Rng) -> DataFrame:
             registered.alias("_registered_s"),
             churn_at.alias("_churn_s"),
             rng.lognormal("u:activity", 1.0, 0.6, uid).alias("_activity"),
-            rng.bernoulli("u:launder", 0.005, uid).alias("_launders"),
+            launders.alias("_launders"),
         )
     )
 
@@ -292,7 +297,7 @@ def _wallet_transactions(p: GeneratorParams, rng: Rng, user_days: DataFrame) -> 
         .otherwise(1.0 + rng.uniform("w:reward", k) * 19.0)
     )
     created = (F.col("_day_s") + rng.uniform("w:t", k) * DAY_S).cast("long")
-    regular = df.select(
+    regular = df.where(~(F.col("_launders") & (tx_type == "withdrawal"))).select(
         "uid",
         "user_id",
         k.alias("_rid"),
