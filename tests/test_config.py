@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -8,6 +9,8 @@ import pytest
 
 from marketlake.config import CONF_DIR, deep_merge, load_settings, parse_date
 from marketlake.errors import ConfigError, InputError
+from marketlake.experiments.spec import load_experiments
+from marketlake.fraud.spec import load_fraud
 from marketlake.gold.spec import days_from, load_gold
 from marketlake.models.spec import load_models
 from marketlake.silver.spec import load_all
@@ -132,6 +135,22 @@ def test_broken_config_files_fail_clearly(tmp_path: Path) -> None:
         load_settings("local", conf_dir=tmp_path)
 
 
+def test_broken_spec_files_are_one_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"config file not found: {tmp_path}/gold.yaml")):
+        load_gold(tmp_path)
+    (tmp_path / "models.yaml").write_text("models: {regret: [unclosed\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path}/models.yaml: malformed model spec")):
+        load_models(tmp_path)
+    (tmp_path / "experiments.yaml").write_text("experiments: {}\n")
+    assert load_experiments(tmp_path) == {}
+    (tmp_path / "experiments.yaml").write_text("{}\n")
+    with pytest.raises(ConfigError, match=re.escape("experiments.yaml: malformed experiment spec ('experiments')")):
+        load_experiments(tmp_path)
+    shutil.copy(CONF_DIR / "fraud.yaml", tmp_path / "fraud.yaml")
+    with pytest.raises(ConfigError, match=re.escape("malformed fraud spec (thresholds need 0 < review < block")):
+        load_fraud(tmp_path, {"thresholds": {"review": 0.9}})
+
+
 def test_deep_merge_and_dates() -> None:
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}, "d": 1}
     assert parse_date("2026-02-28") == date(2026, 2, 28)
@@ -146,6 +165,8 @@ def test_every_conf_file_takes_the_environments_overlay(tmp_path: Path) -> None:
         "overlays:\n"
         "  gold: {churn: {label_days: 14}}\n"
         "  models: {risk_band_default: calm}\n"
+        "  experiments: {experiments: {regret_interventions: {maturity_days: 45}}}\n"
+        "  fraud: {thresholds: {block: 0.9}}\n"
         "  quality: {exchange_users: []}\n"
         "  sources: {exchange: {users: {required: [user_id]}}}\n"
     )
@@ -154,6 +175,8 @@ def test_every_conf_file_takes_the_environments_overlay(tmp_path: Path) -> None:
     gold = load_gold(s.conf_dir, s.overlay("gold"))
     assert (gold.params["churn"]["label_days"], gold.tables["exchange_churn_features"].lookahead) == (14, 14)
     assert load_models(s.conf_dir, s.overlay("models")).risk_band_default == "calm"
+    assert load_experiments(s.conf_dir, s.overlay("experiments"))["regret_interventions"].maturity_days == 45
+    assert (load_fraud(s.conf_dir, s.overlay("fraud")).block, load_fraud(s.conf_dir).block) == (0.9, 0.8)
     _, rules = load_all(s.conf_dir, s.sources, {"quality": s.overlay("quality")})
     assert [r.name for r in rules["exchange_users"]] == ["record_parseable", "user_id_present"] + [
         r.name for r in rules["exchange_users"] if r.kind == "castable"

@@ -13,22 +13,24 @@ paths resolve against the working directory) or URIs of a distributed filesystem
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from marketlake.errors import ConfigError, InputError
 from marketlake.location import Location
 
+T = TypeVar("T")
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT_ENV = "local"
 # Conf files that are not environments (conf/<env>.yaml), in the order the pipeline reads them.
-CONF_FILES = ("base", "sources", "silver", "quality", "gold", "models")
+CONF_FILES = ("base", "sources", "silver", "quality", "gold", "models", "experiments", "fraud")
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data
+
+
+def load_spec(path: Path, overlay: Mapping[str, Any] | None, what: str, build: Callable[[dict[str, Any]], T]) -> T:
+    """A spec file of conf/ with an environment's overlay merged over it, built by `build`; a missing file, bad YAML
+    or a malformed spec (a missing key, a wrong type or value) is one ConfigError naming the file."""
+    try:
+        return build(deep_merge(yaml.safe_load(path.read_text()) or {}, overlay or {}))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: malformed {what} ({exc})") from None
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

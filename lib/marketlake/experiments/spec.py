@@ -8,9 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
-from marketlake.config import deep_merge
+from marketlake.config import load_spec
 from marketlake.errors import ConfigError
 from marketlake.experiments.assign import Design
 from marketlake.experiments.readout import Plan
@@ -76,14 +74,12 @@ def _experiment(name: str, raw: Mapping[str, Any]) -> ExperimentSpec:
 
 def load_experiments(conf_dir: Path, overlay: Mapping[str, Any] | None = None) -> dict[str, ExperimentSpec]:
     """conf/experiments.yaml (with an environment's overlay merged over it), by experiment name."""
-    path = conf_dir / "experiments.yaml"
-    try:
-        raw = deep_merge(yaml.safe_load(path.read_text()) or {}, overlay or {})
-        return {name: _experiment(name, e) for name, e in dict(raw["experiments"]).items()}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed experiment spec ({exc})") from None
+    return load_spec(
+        conf_dir / "experiments.yaml",
+        overlay,
+        "experiment spec",
+        lambda raw: {name: _experiment(name, e) for name, e in dict(raw["experiments"]).items()},
+    )
 
 
 def for_model(experiments: Mapping[str, ExperimentSpec], model: str) -> ExperimentSpec | None:

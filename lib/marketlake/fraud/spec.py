@@ -8,10 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
-from marketlake.config import deep_merge
-from marketlake.errors import ConfigError, InputError
+from marketlake.config import load_spec
+from marketlake.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -75,22 +73,19 @@ def _case(name: str, raw: Mapping[str, Any]) -> FraudCase:
 
 def load_fraud(conf_dir: Path, overlay: Mapping[str, Any] | None = None) -> FraudConf:
     """conf/fraud.yaml with an environment's overlay (Settings.overlay("fraud")) merged over it."""
-    path = conf_dir / "fraud.yaml"
-    try:
-        raw = deep_merge(yaml.safe_load(path.read_text()) or {}, overlay or {})
-        block, review = float(raw["thresholds"]["block"]), float(raw["thresholds"]["review"])
-        if not 0 < review < block <= 1:
-            raise ValueError(f"thresholds need 0 < review < block <= 1, got review {review}, block {block}")
-        return FraudConf(
-            block=block,
-            review=review,
-            history_days=int(raw["history_days"]),
-            top_factors=int(raw["top_factors"]),
-            forest=MappingProxyType(dict(raw["forest"])),
-            isolation_forest=MappingProxyType(dict(raw["isolation_forest"])),
-            cases=MappingProxyType({name: _case(name, c) for name, c in dict(raw["cases"]).items()}),
-        )
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed fraud spec ({exc})") from None
+    return load_spec(conf_dir / "fraud.yaml", overlay, "fraud spec", _fraud)
+
+
+def _fraud(raw: Mapping[str, Any]) -> FraudConf:
+    block, review = float(raw["thresholds"]["block"]), float(raw["thresholds"]["review"])
+    if not 0 < review < block <= 1:
+        raise ValueError(f"thresholds need 0 < review < block <= 1, got review {review}, block {block}")
+    return FraudConf(
+        block=block,
+        review=review,
+        history_days=int(raw["history_days"]),
+        top_factors=int(raw["top_factors"]),
+        forest=MappingProxyType(dict(raw["forest"])),
+        isolation_forest=MappingProxyType(dict(raw["isolation_forest"])),
+        cases=MappingProxyType({name: _case(name, c) for name, c in dict(raw["cases"]).items()}),
+    )

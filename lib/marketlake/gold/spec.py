@@ -11,10 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
-from marketlake.config import deep_merge
-from marketlake.errors import ConfigError, InputError
+from marketlake.config import load_spec
+from marketlake.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -101,27 +99,24 @@ def days_from(expression: object, params: Mapping[str, Any]) -> int:
 
 def load_gold(conf_dir: Path, overlay: Mapping[str, Any] | None = None) -> GoldConf:
     """conf/gold.yaml with an environment's overlay (Settings.overlay("gold")) merged over it."""
-    path = conf_dir / "gold.yaml"
-    try:
-        raw = deep_merge(yaml.safe_load(path.read_text()) or {}, overlay or {})
-        params = {k: v for k, v in raw.items() if k != "tables"}
-        tables = {
-            name: GoldSpec(
-                name=name,
-                partition=str(t["partition"]),
-                grain=str(t["grain"]),
-                inputs=tuple(t["inputs"]),
-                about=" ".join(str(t["about"]).split()),
-                lookback=days_from(t.get("lookback", 0), params),
-                lookahead=days_from(t.get("lookahead", 0), params),
-                monthly=bool(t.get("monthly", False)),
-            )
-            for name, t in raw["tables"].items()
-        }
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed gold table spec ({exc})") from None
+    return load_spec(conf_dir / "gold.yaml", overlay, "gold table spec", _gold)
+
+
+def _gold(raw: Mapping[str, Any]) -> GoldConf:
+    params = {k: v for k, v in raw.items() if k != "tables"}
+    tables = {
+        name: GoldSpec(
+            name=name,
+            partition=str(t["partition"]),
+            grain=str(t["grain"]),
+            inputs=tuple(t["inputs"]),
+            about=" ".join(str(t["about"]).split()),
+            lookback=days_from(t.get("lookback", 0), params),
+            lookahead=days_from(t.get("lookahead", 0), params),
+            monthly=bool(t.get("monthly", False)),
+        )
+        for name, t in raw["tables"].items()
+    }
     return GoldConf(MappingProxyType(tables), MappingProxyType(params))
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
-from marketlake.config import deep_merge
-from marketlake.errors import ConfigError, InputError
+from marketlake.config import load_spec
+from marketlake.errors import InputError
 
 DRIFT_TABLE = "model_drift"
 IMPORTANCE_TABLE = "model_feature_importance"
@@ -155,22 +153,19 @@ def _model(name: str, m: Mapping[str, Any]) -> ModelSpec:
 
 def load_models(conf_dir: Path, overlay: Mapping[str, Any] | None = None) -> ModelsConf:
     """conf/models.yaml with an environment's overlay (Settings.overlay("models")) merged over it."""
-    path = conf_dir / "models.yaml"
-    try:
-        raw = deep_merge(yaml.safe_load(path.read_text()) or {}, overlay or {})
-        return ModelsConf(
-            models=MappingProxyType({name: _model(name, m) for name, m in raw["models"].items()}),
-            tracking=MappingProxyType(dict(raw.get("tracking") or {})),
-            xgboost=MappingProxyType(dict(raw["xgboost"])),
-            logistic=MappingProxyType(dict(raw["logistic"])),
-            risk_bands=tuple((str(b["name"]), float(b["from"])) for b in raw["risk_bands"]),
-            risk_band_default=str(raw["risk_band_default"]),
-            drift_bins=int(raw["drift"]["bins"]),
-            psi_threshold=float(raw["drift"]["psi_threshold"]),
-            anomalies=MappingProxyType(dict(raw["anomalies"])),
-            monitoring=MappingProxyType(dict(raw["monitoring"])),
-        )
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed model spec ({exc})") from None
+    return load_spec(conf_dir / "models.yaml", overlay, "model spec", _models)
+
+
+def _models(raw: Mapping[str, Any]) -> ModelsConf:
+    return ModelsConf(
+        models=MappingProxyType({name: _model(name, m) for name, m in raw["models"].items()}),
+        tracking=MappingProxyType(dict(raw.get("tracking") or {})),
+        xgboost=MappingProxyType(dict(raw["xgboost"])),
+        logistic=MappingProxyType(dict(raw["logistic"])),
+        risk_bands=tuple((str(b["name"]), float(b["from"])) for b in raw["risk_bands"]),
+        risk_band_default=str(raw["risk_band_default"]),
+        drift_bins=int(raw["drift"]["bins"]),
+        psi_threshold=float(raw["drift"]["psi_threshold"]),
+        anomalies=MappingProxyType(dict(raw["anomalies"])),
+        monitoring=MappingProxyType(dict(raw["monitoring"])),
+    )
