@@ -115,7 +115,7 @@ test: setup hdfs-jars derby-jars
 	$(PY) -m pytest -q -m "not cluster"
 
 # The whole chain submitted to a standalone cluster over HDFS against local mode, with a worker lost midway (about
-# 45 min on 2 cores: too long for every change, so not part of make test).
+# 40 min on 2 cores: too long for every change, so not part of make test).
 test-cluster: setup hdfs-jars derby-jars executor-env
 	$(PY) -m pytest -q -m cluster
 
